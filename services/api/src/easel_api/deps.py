@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlmodel import Session
+
+from easel_api.context import AppContext
+from easel_shared.db import session_scope
+from easel_shared.domain.errors import Unauthenticated
+from easel_shared.models import Account
+from easel_shared.repositories import accounts
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+CtxDep = Annotated[AppContext, Depends(get_ctx)]
+
+
+def get_session(ctx: CtxDep) -> Iterator[Session]:
+    with session_scope(ctx.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthenticated()
+    token = authorization[7:].strip()
+    if not token:
+        raise Unauthenticated()
+    return token
+
+
+def get_account(ctx: CtxDep, authorization: Annotated[str | None, Header()] = None) -> Account:
+    token = _bearer(authorization)
+    # A short session of its own, so authentication never holds the request's write transaction.
+    with session_scope(ctx.engine) as session:
+        account = accounts.by_api_key(session, token)
+    if account is None:
+        raise Unauthenticated()
+    return account
+
+
+AccountDep = Annotated[Account, Depends(get_account)]
+
+
+def require_admin(ctx: CtxDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    token = _bearer(authorization)
+    if not hmac.compare_digest(token.encode(), ctx.settings.admin_token.encode()):
+        raise Unauthenticated("A valid admin token is required.")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

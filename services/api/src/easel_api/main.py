@@ -1,0 +1,44 @@
+"""The api service: accounts, boards, nodes, edges, uploads, generations, live events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from easel_api.context import AppContext, build_context
+from easel_api.errors import install_error_handlers
+from easel_api.routes import accounts, boards, events, generations, images
+from easel_shared.events import RedisEventPublisher, install_publisher
+from easel_shared.settings import Settings, get_settings
+from easel_shared.web import files_router, health_router, install_observability
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    ctx = build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_publisher(RedisEventPublisher(ctx.redis))
+        app.state.hub = events.EventHub(ctx)
+        try:
+            yield
+        finally:
+            await app.state.hub.close()
+
+    app = FastAPI(title="Easel API", version="1.0.0", lifespan=lifespan)
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    install_observability(app, "api")
+
+    def _deps(request: Request) -> tuple[object, object, object]:
+        c: AppContext = request.app.state.ctx
+        return c.engine, c.redis, c.store
+
+    app.include_router(health_router(_deps))
+    app.include_router(files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret))
+    for module in (accounts, boards, images, generations, events):
+        app.include_router(module.router)
+    return app

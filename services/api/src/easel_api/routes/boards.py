@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from easel_api.deps import AccountDep, CtxDep
+from easel_api.pagination import PageDep, page
+from easel_api.schemas.requests import BoardCreate, EdgeCreate, NodeCreate, NodePatch
+from easel_api.services import boards
+from easel_shared.db import session_scope
+from easel_shared.repositories import boards as repo
+from easel_shared.views import board_view
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post("/boards", status_code=status.HTTP_201_CREATED)
+def create_board(body: BoardCreate, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return boards.create_board(ctx, account, body.name)
+
+
+@router.get("/boards")
+def list_boards(ctx: CtxDep, account: AccountDep, p: PageDep) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        rows = repo.list_boards(session, account.id, p.limit, p.cursor)
+    return page(rows, p.limit, board_view, lambda b: b.id)
+
+
+@router.get("/boards/{board_id}")
+def get_board(board_id: str, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return boards.get_board(ctx, account, board_id)
+
+
+@router.delete("/boards/{board_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_board(board_id: str, ctx: CtxDep, account: AccountDep) -> Response:
+    boards.delete_board(ctx, account, board_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/boards/{board_id}/nodes", status_code=status.HTTP_201_CREATED)
+def create_node(board_id: str, body: NodeCreate, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return boards.create_node(ctx, account, board_id, body)
+
+
+@router.get("/nodes/{node_id}")
+def get_node(node_id: str, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return boards.get_node(ctx, account, node_id)
+
+
+@router.patch("/nodes/{node_id}")
+def patch_node(node_id: str, body: NodePatch, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return boards.patch_node(ctx, account, node_id, body)
+
+
+@router.delete("/nodes/{node_id}")
+def delete_node(node_id: str, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return boards.delete_node(ctx, account, node_id)
+
+
+@router.post("/boards/{board_id}/edges", status_code=status.HTTP_201_CREATED)
+def create_edge(board_id: str, body: EdgeCreate, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return boards.create_edge(ctx, account, board_id, body)
+
+
+@router.delete("/edges/{edge_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_edge(edge_id: str, ctx: CtxDep, account: AccountDep) -> Response:
+    boards.delete_edge(ctx, account, edge_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

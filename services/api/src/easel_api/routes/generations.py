@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+
+from easel_api.deps import AccountDep, CtxDep
+from easel_api.pagination import PageDep, page
+from easel_api.schemas.requests import GenerationCreate, QuoteRequest
+from easel_api.services import generations
+from easel_shared.views import generation_view
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get("/models")
+def list_models(ctx: CtxDep, _account: AccountDep) -> dict[str, Any]:
+    return {"items": [generations.model_view(m) for m in ctx.catalog.models], "next_cursor": None}
+
+
+@router.get("/nodes/{node_id}/models")
+def node_models(node_id: str, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return {"items": generations.node_models(ctx, account, node_id), "next_cursor": None}
+
+
+@router.post("/nodes/{node_id}/quote")
+def quote(node_id: str, body: QuoteRequest, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return generations.quote(ctx, account, node_id, body.model_id, body.params)
+
+
+@router.post("/nodes/{node_id}/generations", status_code=202)
+def create_generation(
+    node_id: str,
+    body: GenerationCreate,
+    request: Request,
+    response: Response,
+    ctx: CtxDep,
+    account: AccountDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
+    view, created = generations.accept(ctx, account, node_id, body, idempotency_key,
+                                       getattr(request.state, "request_id", None))
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
+
+
+@router.get("/generations/{generation_id}")
+def get_generation(generation_id: str, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return generations.get(ctx, account, generation_id)
+
+
+@router.get("/nodes/{node_id}/generations")
+def node_generations(node_id: str, ctx: CtxDep, account: AccountDep, p: PageDep) -> dict[str, Any]:
+    rows = generations.history(ctx, account, node_id, p.limit, p.cursor)
+    return page(rows, p.limit, generation_view, lambda g: g.id)
+
+
+@router.post("/generations/{generation_id}/cancel")
+def cancel_generation(generation_id: str, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return generations.cancel(ctx, account, generation_id)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse
+
+from easel_api.deps import AccountDep, CtxDep
+from easel_api.schemas.requests import CropRequest
+from easel_api.services import images
+from easel_api.upload import read_upload
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post("/nodes/{node_id}/image")
+async def upload_image(node_id: str, request: Request, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    data = await read_upload(request)
+    return await run_in_threadpool(images.upload, ctx, account, node_id, data)
+
+
+@router.post("/nodes/{node_id}/image/crop")
+def crop_image(node_id: str, body: CropRequest, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
+    return images.crop(ctx, account, node_id, body.x, body.y, body.width, body.height)
+
+
+@router.get("/nodes/{node_id}/image/content", status_code=302, response_class=RedirectResponse)
+def image_content(node_id: str, ctx: CtxDep, account: AccountDep) -> RedirectResponse:
+    return RedirectResponse(images.node_image_url(ctx, account, node_id, download=False), status_code=302)
+
+
+@router.get("/nodes/{node_id}/image/download", status_code=302, response_class=RedirectResponse)
+def image_download(node_id: str, ctx: CtxDep, account: AccountDep) -> RedirectResponse:
+    return RedirectResponse(images.node_image_url(ctx, account, node_id, download=True), status_code=302)
+
+
+@router.get("/images/{image_id}/content", status_code=302, response_class=RedirectResponse)
+def image_by_id(image_id: str, ctx: CtxDep, account: AccountDep) -> RedirectResponse:
+    return RedirectResponse(images.image_url(ctx, account, image_id, thumbnail=False), status_code=302)
+
+
+@router.get("/images/{image_id}/thumbnail", status_code=302, response_class=RedirectResponse)
+def thumbnail_by_id(image_id: str, ctx: CtxDep, account: AccountDep) -> RedirectResponse:
+    return RedirectResponse(images.image_url(ctx, account, image_id, thumbnail=True), status_code=302)

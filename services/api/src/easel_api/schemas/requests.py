@@ -1,0 +1,69 @@
+"""Request bodies. Unknown fields are refused so typos surface as clear 422s."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    credits: int = Field(default=0, ge=0, le=10**12)
+
+
+class CreditsChange(Strict):
+    amount: int = Field(ge=-(10**12), le=10**12)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BoardCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class Position(Strict):
+    x: float = Field(allow_inf_nan=False)
+    y: float = Field(allow_inf_nan=False)
+
+
+class NodeCreate(Strict):
+    kind: Literal["text", "image", "video"]
+    text: str | None = Field(default=None, max_length=5000)
+    position: Position | None = None
+    asset_id: str | None = Field(default=None, max_length=64)
+
+
+class NodePatch(Strict):
+    text: str | None = Field(default=None, max_length=5000)
+    prompt: str | None = Field(default=None, max_length=10000)
+    position: Position | None = None
+    model_id: str | None = Field(default=None, max_length=100)
+    params: dict[str, Any] | None = None
+
+
+class EdgeCreate(Strict):
+    source_node_id: str = Field(min_length=1, max_length=64)
+    target_node_id: str = Field(min_length=1, max_length=64)
+
+
+class CropRequest(Strict):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class QuoteRequest(Strict):
+    model_id: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GenerationCreate(Strict):
+    model_id: str = Field(min_length=1, max_length=100)
+    prompt: str | None = Field(default=None, max_length=10000)
+    params: dict[str, Any] = Field(default_factory=dict)
+    expected_credits: int | None = Field(default=None, ge=0)

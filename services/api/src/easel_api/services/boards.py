@@ -1,0 +1,221 @@
+"""Boards, nodes and connections: the canvas use cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from easel_api.context import AppContext
+from easel_api.schemas.requests import EdgeCreate, NodeCreate, NodePatch
+from easel_api.services import retention
+from easel_shared import events, lifecycle
+from easel_shared.clock import utcnow
+from easel_shared.db import session_scope
+from easel_shared.domain import errors
+from easel_shared.domain.graph import can_connect, would_create_cycle
+from easel_shared.ids import new_id
+from easel_shared.models import Account, Board, Edge, Generation, Node
+from easel_shared.repositories import boards as repo
+from easel_shared.views import BoardGraph, board_view, edge_view
+
+
+def _board_or_404(session: Session, account: Account, board_id: str) -> Board:
+    board = repo.get_board(session, account.id, board_id)
+    if board is None:
+        raise errors.NotFound("Board not found.")
+    return board
+
+
+def _node_or_404(session: Session, account: Account, node_id: str) -> Node:
+    node = repo.get_node(session, account.id, node_id)
+    if node is None:
+        raise errors.NotFound("Node not found.")
+    return node
+
+
+def create_board(ctx: AppContext, account: Account, name: str) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        board = Board(id=new_id("brd"), account_id=account.id, name=name)
+        session.add(board)
+        session.flush()
+        return board_view(board)
+
+
+def get_board(ctx: AppContext, account: Account, board_id: str) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        board = _board_or_404(session, account, board_id)
+        graph = BoardGraph(session, board.id, ctx.base_url)
+        return {**board_view(board), "nodes": graph.all_views(), "edges": [edge_view(e) for e in graph.edges]}
+
+
+def delete_board(ctx: AppContext, account: Account, board_id: str) -> None:
+    canceled: list[str] = []
+    with session_scope(ctx.engine) as session:
+        board = _board_or_404(session, account, board_id)
+        repo.lock_board(session, board.id)
+        for node in repo.board_nodes(session, board.id):
+            canceled += _cancel_active(ctx, session, node, publish=False)
+            if node.kind == "image" and node.image_id:
+                retention.retain(session, node, reason="board_deleted")
+        repo.delete_board_rows(session, board.id)
+    for gen_id in canceled:
+        lifecycle.signal_cancel(ctx.redis, gen_id)
+
+
+def create_node(ctx: AppContext, account: Account, board_id: str, body: NodeCreate) -> dict[str, Any]:
+    if body.kind != "text" and body.text is not None:
+        raise errors.InvalidField("Only text nodes have text.")
+    if body.kind != "image" and body.asset_id is not None:
+        raise errors.InvalidField("Only image nodes can start from an asset.")
+    with session_scope(ctx.engine) as session:
+        board = _board_or_404(session, account, board_id)
+        node = Node(
+            id=new_id("nod"),
+            board_id=board.id,
+            account_id=account.id,
+            kind=body.kind,
+            text=body.text or "",
+            x=body.position.x if body.position else 0.0,
+            y=body.position.y if body.position else 0.0,
+        )
+        if body.asset_id is not None:
+            image = retention.place_asset(ctx, session, account, body.asset_id)
+            node.image_id = image.id
+            node.status = "ready"
+        session.add(node)
+        session.flush()
+        view = BoardGraph(session, board.id, ctx.base_url).node_view(node.id)
+        events.stage(session, board.id, "node.created", view)
+        return view
+
+
+def get_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        node = _node_or_404(session, account, node_id)
+        return BoardGraph(session, node.board_id, ctx.base_url).node_view(node.id)
+
+
+def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch) -> dict[str, Any]:
+    fields = body.model_fields_set
+    with session_scope(ctx.engine) as session:
+        node = _node_or_404(session, account, node_id)
+        if "text" in fields:
+            if node.kind != "text":
+                raise errors.InvalidField("Only text nodes have text.")
+            node.text = body.text or ""
+        image_only = {"prompt", "model_id", "params"} & fields
+        if image_only and node.kind != "image":
+            raise errors.InvalidField(f"Only image nodes have {', '.join(sorted(image_only))}.")
+        if "prompt" in fields:
+            node.prompt = body.prompt or ""
+        if "model_id" in fields:
+            if body.model_id is not None and ctx.catalog.get(body.model_id) is None:
+                raise errors.UnknownModel()
+            node.model_id = body.model_id
+        if "params" in fields:
+            node.params = dict(body.params or {})
+        if "position" in fields and body.position is not None:
+            node.x, node.y = body.position.x, body.position.y
+        repo.touch(node)
+        session.add(node)
+        session.flush()
+        graph = BoardGraph(session, node.board_id, ctx.base_url)
+        view = graph.node_view(node.id)
+        events.stage(session, node.board_id, "node.updated", view)
+        if node.kind == "text" and "text" in fields:
+            # Downstream nodes show this text inline and their prompt_required state may flip.
+            for target in dict.fromkeys(graph.downstream_ids(node.id)):
+                events.stage(session, node.board_id, "node.updated", graph.node_view(target))
+        return view
+
+
+def _cancel_active(ctx: AppContext, session: Session, node: Node, *, publish: bool = True) -> list[str]:
+    if not node.active_generation_id:
+        return []
+    gen = session.get(Generation, node.active_generation_id)
+    if gen is None or gen.status not in ("queued", "running"):
+        return []
+    lifecycle.end_generation(session, gen, "canceled", base_url=ctx.base_url, publish_node=publish,
+                             error_code="node_deleted" if not publish else None,
+                             error_message="The node was deleted." if not publish else None)
+    return [gen.id]
+
+
+def delete_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        node = _node_or_404(session, account, node_id)
+        repo.lock_board(session, node.board_id)
+        session.refresh(node)
+        canceled = _cancel_active(ctx, session, node, publish=False)
+        asset_id = None
+        if node.kind == "image" and node.image_id:
+            asset_id = retention.retain(session, node, reason="node_deleted")
+        downstream = [e.target_node_id for e in repo.outgoing_edges(session, node.id)]
+        upstream = [e.source_node_id for e in repo.incoming_edges(session, node.id)]
+        for edge in repo.delete_node_edges(session, node.id):
+            events.stage(session, node.board_id, "edge.deleted", edge_view(edge))
+        session.delete(node)
+        session.flush()
+        events.stage(session, node.board_id, "node.deleted", {"id": node.id, "board_id": node.board_id,
+                                                              "asset_id": asset_id})
+        graph = BoardGraph(session, node.board_id, ctx.base_url)
+        for other in dict.fromkeys(downstream + upstream):
+            if other in graph.nodes:
+                events.stage(session, node.board_id, "node.updated", graph.node_view(other))
+    for gen_id in canceled:
+        lifecycle.signal_cancel(ctx.redis, gen_id)
+    return {"id": node_id, "asset_id": asset_id}
+
+
+def create_edge(ctx: AppContext, account: Account, board_id: str, body: EdgeCreate) -> dict[str, Any]:
+    try:
+        with session_scope(ctx.engine) as session:
+            board = _board_or_404(session, account, board_id)
+            # Every graph change on a board holds the board's lock, so concurrent requests that
+            # would together close a ring are checked one after another against committed edges.
+            repo.lock_board(session, board.id)
+            source = repo.get_node(session, account.id, body.source_node_id)
+            target = repo.get_node(session, account.id, body.target_node_id)
+            if source is None or target is None:
+                raise errors.NotFound("Node not found.")
+            if source.board_id != board.id or target.board_id != board.id:
+                raise errors.CrossBoardConnection()
+            if source.id == target.id:
+                raise errors.CycleNotAllowed("A node cannot connect to itself.")
+            verdict = can_connect(source.kind, target.kind)
+            if not verdict.allowed:
+                raise errors.ConnectionNotAllowed(verdict.message)
+            if repo.edge_between(session, source.id, target.id) is not None:
+                raise errors.DuplicateConnection()
+            pairs = [(e.source_node_id, e.target_node_id) for e in repo.board_edges(session, board.id)]
+            if would_create_cycle(pairs, source.id, target.id):
+                raise errors.CycleNotAllowed()
+            edge = Edge(id=new_id("edg"), board_id=board.id, source_node_id=source.id, target_node_id=target.id,
+                        seq=repo.next_edge_seq(session, board))
+            session.add(edge)
+            board.updated_at = utcnow()
+            session.add(board)
+            session.flush()
+            events.stage(session, board.id, "edge.created", edge_view(edge))
+            graph = BoardGraph(session, board.id, ctx.base_url)
+            events.stage(session, board.id, "node.updated", graph.node_view(target.id))
+            return edge_view(edge)
+    except IntegrityError:
+        # The unique (source, target) pair caught a concurrent twin of this request.
+        raise errors.DuplicateConnection() from None
+
+
+def delete_edge(ctx: AppContext, account: Account, edge_id: str) -> None:
+    with session_scope(ctx.engine) as session:
+        edge = repo.get_edge(session, account.id, edge_id)
+        if edge is None:
+            raise errors.NotFound("Edge not found.")
+        repo.lock_board(session, edge.board_id)
+        session.delete(edge)
+        session.flush()
+        events.stage(session, edge.board_id, "edge.deleted", edge_view(edge))
+        graph = BoardGraph(session, edge.board_id, ctx.base_url)
+        if edge.target_node_id in graph.nodes:
+            events.stage(session, edge.board_id, "node.updated", graph.node_view(edge.target_node_id))

@@ -1,0 +1,243 @@
+"""Models, quotes, and accepting / canceling generations."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import json
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from easel_api.context import AppContext
+from easel_api.schemas.requests import GenerationCreate
+from easel_shared import events, lifecycle, tasks
+from easel_shared.clock import utcnow
+from easel_shared.db import session_scope
+from easel_shared.domain import errors
+from easel_shared.domain.catalog import ModelSpec, ResolvedParams, availability, resolve_params
+from easel_shared.domain.generation import resolved_prompt
+from easel_shared.ids import new_id
+from easel_shared.models import Account, Generation, Node
+from easel_shared.repositories import accounts as accounts_repo
+from easel_shared.repositories import boards as repo
+from easel_shared.views import BoardGraph, generation_view
+
+
+def model_view(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "kind": "image",
+        "max_reference_images": spec.max_reference_images,
+        "resolutions": list(spec.resolutions),
+        "aspect_ratios": list(spec.aspect_ratios),
+        "credits": dict(spec.credits),
+    }
+
+
+def _image_node(session: Session, account: Account, node_id: str) -> Node:
+    node = repo.get_node(session, account.id, node_id)
+    if node is None:
+        raise errors.NotFound("Node not found.")
+    if node.kind != "image":
+        raise errors.NotAnImageNode()
+    return node
+
+
+def node_models(ctx: AppContext, account: Account, node_id: str) -> list[dict[str, Any]]:
+    with session_scope(ctx.engine) as session:
+        node = _image_node(session, account, node_id)
+        connected = len(BoardGraph(session, node.board_id, ctx.base_url).references(node.id))
+    out = []
+    for spec in ctx.catalog.models:
+        ok, reason = availability(spec, connected)
+        out.append({**model_view(spec), "available": ok, "reason": reason})
+    return out
+
+
+def _spec_and_price(ctx: AppContext, model_id: str, params: dict[str, Any]) -> tuple[ModelSpec, ResolvedParams]:
+    spec = ctx.catalog.get(model_id)
+    if spec is None:
+        raise errors.UnknownModel()
+    try:
+        return spec, resolve_params(spec, params)
+    except ValueError as exc:
+        raise errors.UnsupportedParams(str(exc)) from None
+
+
+def quote(ctx: AppContext, account: Account, node_id: str, model_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        _image_node(session, account, node_id)
+        balance = accounts_repo.get(session, account.id)
+        assert balance is not None
+    _, resolved = _spec_and_price(ctx, model_id, params)
+    credits = resolved.credits
+    return {"credits": credits, "balance": balance.credits, "affordable": balance.credits >= credits}
+
+
+def _fingerprint(node_id: str, body: GenerationCreate) -> str:
+    raw = json.dumps({"node_id": node_id, **body.model_dump()}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _by_key(session: Session, account_id: str, key: str) -> Generation | None:
+    return session.exec(
+        select(Generation).where(Generation.account_id == account_id, Generation.idempotency_key == key)
+    ).first()
+
+
+def _replay(existing: Generation, fingerprint: str) -> dict[str, Any]:
+    if existing.request_fingerprint != fingerprint:
+        raise errors.IdempotencyKeyReused()
+    return generation_view(existing)
+
+
+def accept(ctx: AppContext, account: Account, node_id: str, body: GenerationCreate,
+           idempotency_key: str | None, request_id: str | None) -> tuple[dict[str, Any], bool]:
+    """Returns (generation, created). The Celery message is sent only after the commit that made
+    the row visible; if sending fails the sweeper enqueues it later."""
+    fingerprint = _fingerprint(node_id, body)
+    try:
+        view = _accept_in_tx(ctx, account, node_id, body, idempotency_key, fingerprint, request_id)
+    except IntegrityError:
+        # A concurrent twin won the unique (account, key) or one-active-generation constraint.
+        with session_scope(ctx.engine) as session:
+            if idempotency_key and (existing := _by_key(session, account.id, idempotency_key)):
+                return _replay(existing, fingerprint), False
+        raise errors.AlreadyGenerating() from None
+    if view is None:
+        with session_scope(ctx.engine) as session:
+            existing = _by_key(session, account.id, idempotency_key or "")
+            assert existing is not None
+            return _replay(existing, fingerprint), False
+    try:
+        tasks.send_generation(ctx.settings.redis_url, view["id"], request_id)
+    except Exception:  # broker down: the row is queued and the sweeper will send it
+        pass
+    return view, True
+
+
+def _accept_in_tx(ctx: AppContext, account: Account, node_id: str, body: GenerationCreate,
+                  idempotency_key: str | None, fingerprint: str, request_id: str | None) -> dict[str, Any] | None:
+    with session_scope(ctx.engine) as session:
+        node = _image_node(session, account, node_id)
+        # The board lock serializes accepts on one board: "one active generation per node" and
+        # "never a node and its direct upstream at once" are decided against committed state
+        # (and the unique active_node_id constraint backs the first one in the database).
+        repo.lock_board(session, node.board_id)
+        if idempotency_key and _by_key(session, account.id, idempotency_key) is not None:
+            return None
+        session.refresh(node)
+        if body.prompt is not None:
+            node.prompt = body.prompt
+        graph = BoardGraph(session, node.board_id, ctx.base_url)
+        graph.nodes[node.id] = node
+        upstream_text = [t for _, t in graph.upstream_texts(node.id)]
+        if node.status == "generating":
+            raise errors.AlreadyGenerating()
+        blocking = [i.source_node_id for i in graph.incoming(node.id)
+                    if graph.nodes[i.source_node_id].status == "generating"]
+        if blocking:
+            raise errors.UpstreamInProgress(blocking_node_ids=blocking)
+        busy_downstream = [t for t in dict.fromkeys(graph.downstream_ids(node.id))
+                           if graph.nodes[t].status == "generating"]
+        if busy_downstream:
+            raise errors.DownstreamInProgress(blocking_node_ids=busy_downstream)
+        prompt = resolved_prompt(upstream_text, node.prompt)
+        if not prompt:
+            raise errors.PromptRequired()
+        spec, resolved = _spec_and_price(ctx, body.model_id, body.params)
+        credits = resolved.credits
+        # The snapshot holds every parameter the model will see; a missing seed is drawn now so
+        # a retry of this generation renders the same picture.
+        params = {
+            "resolution": resolved.resolution,
+            "aspect_ratio": resolved.aspect_ratio,
+            "seed": resolved.seed if resolved.seed is not None else secrets.randbelow(2**31),
+        }
+        references = graph.references(node.id)
+        if len(references) > spec.max_reference_images:
+            raise errors.TooManyReferences(
+                f"{spec.name} accepts at most {spec.max_reference_images} reference image(s); "
+                f"{len(references)} are connected.",
+                max_reference_images=spec.max_reference_images,
+                connected=len(references),
+            )
+        if body.expected_credits is not None and body.expected_credits != credits:
+            raise errors.PriceChanged(
+                f"This generation costs {credits} credits, not {body.expected_credits}.", credits=credits
+            )
+        gen = Generation(
+            id=new_id("gen"),
+            node_id=node.id,
+            board_id=node.board_id,
+            account_id=account.id,
+            active_node_id=node.id,
+            status="queued",
+            model_id=spec.id,
+            params=params,
+            prompt=prompt,
+            # Upstream images in connection order; never the node's own image.
+            reference_image_ids=[src.image_id for _, _, src in references if src.image_id],
+            credits=credits,
+            idempotency_key=idempotency_key,
+            request_fingerprint=fingerprint,
+            enqueued_at=utcnow(),
+            request_id=request_id,
+        )
+        if not accounts_repo.reserve(session, account.id, credits, gen.id):
+            balance = accounts_repo.get(session, account.id)
+            raise errors.InsufficientCredits(
+                f"This generation costs {credits} credits; {balance.credits if balance else 0} are available.",
+                credits=credits,
+            )
+        session.add(gen)
+        node.status = "generating"
+        node.active_generation_id = gen.id
+        node.model_id = spec.id
+        node.params = dict(body.params)
+        node.error_code = node.error_message = None
+        repo.touch(node)
+        session.add(node)
+        session.flush()
+        view = generation_view(gen)
+        events.stage(session, node.board_id, "generation.queued", view)
+        lifecycle.stage_node_and_downstream(session, node.board_id, node.id, ctx.base_url)
+        return view
+
+
+def get(ctx: AppContext, account: Account, generation_id: str) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        gen = session.get(Generation, generation_id)
+        if gen is None or gen.account_id != account.id:
+            raise errors.NotFound("Generation not found.")
+        return generation_view(gen)
+
+
+def history(ctx: AppContext, account: Account, node_id: str, limit: int, cursor: str | None) -> list[Generation]:
+    with session_scope(ctx.engine) as session:
+        node = repo.get_node(session, account.id, node_id)
+        if node is None:
+            raise errors.NotFound("Node not found.")
+        q = select(Generation).where(Generation.node_id == node_id)
+        if cursor:
+            q = q.where(col(Generation.id) < cursor)
+        return list(session.exec(q.order_by(col(Generation.id).desc()).limit(limit + 1)))
+
+
+def cancel(ctx: AppContext, account: Account, generation_id: str) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        gen = session.get(Generation, generation_id)
+        if gen is None or gen.account_id != account.id:
+            raise errors.NotFound("Generation not found.")
+        repo.lock_board(session, gen.board_id)
+        session.refresh(gen)
+        if gen.status not in ("queued", "running"):
+            return generation_view(gen)
+        lifecycle.end_generation(session, gen, "canceled", base_url=ctx.base_url,
+                                 error_code=None, error_message=None)
+        view = generation_view(gen)
+    lifecycle.signal_cancel(ctx.redis, generation_id)
+    return view

@@ -1,0 +1,253 @@
+"""Running one generation. The database row is the truth; the broker only carries its id.
+
+1. Lease: a compare-and-set `queued -> running` with a fresh lease token. A message delivered
+   twice finds the row no longer queued and does nothing.
+2. Work: load references, call the model (heartbeats meanwhile; cancel is cooperative),
+   write the output to storage. Transient failures retry with backoff; permanent ones fail.
+3. Settle: under the board lock, only the holder of the lease may finish the row, and the
+   credit capture/release happens in that same transaction, so it happens exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from easel_shared import events, lifecycle
+from easel_shared.clock import utcnow
+from easel_shared.db import session_scope
+from easel_shared.domain.catalog import output_size
+from easel_shared.imaging import ImageRejected, inspect_image
+from easel_shared.images import store_image
+from easel_shared.models import Generation, Image, Node
+from easel_shared.outbox import RETAIN_IMAGE, enqueue
+from easel_shared.ids import new_id
+from easel_shared.repositories import boards as repo
+from easel_shared.storage import StorageError, TransientStorageError
+from easel_shared.views import generation_view
+from easel_worker.metrics import GENERATIONS, MODEL_SECONDS
+from easel_worker.models.base import GenerationInput, ModelError
+from easel_worker.models.registry import provider_for
+from easel_worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MODEL_TRIES = 3
+STORAGE_TRIES = 4
+
+
+class LeaseLost(Exception):
+    """The row was canceled or taken over while we worked."""
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def acquire(rt: Runtime, generation_id: str) -> str | None:
+    token = secrets.token_hex(8)
+    now = utcnow()
+    with session_scope(rt.engine) as session:
+        result = session.execute(
+            update(Generation)
+            .where(col(Generation.id) == generation_id, col(Generation.status) == "queued")
+            .values(status="running", lease_token=token, attempts=col(Generation.attempts) + 1,
+                    heartbeat_at=now, started_at=now)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        gen = session.get(Generation, generation_id)
+        assert gen is not None
+        session.refresh(gen)
+        events.stage(session, gen.board_id, "generation.started", generation_view(gen))
+    return token
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps `heartbeat_at` fresh while we hold the lease, and notices cancellation."""
+
+    def __init__(self, rt: Runtime, generation_id: str, token: str) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{generation_id}")
+        self.rt, self.generation_id, self.token = rt, generation_id, token
+        self.done = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.rt.settings.heartbeat_interval_seconds):
+            try:
+                with session_scope(self.rt.engine) as session:
+                    result = session.execute(
+                        update(Generation)
+                        .where(col(Generation.id) == self.generation_id,
+                               col(Generation.lease_token) == self.token,
+                               col(Generation.status) == "running")
+                        .values(heartbeat_at=utcnow())
+                    )
+                    if result.rowcount != 1:  # type: ignore[attr-defined]
+                        self.lost.set()
+                        return
+            except Exception:
+                log.warning("heartbeat failed for %s", self.generation_id, exc_info=True)
+
+
+def _cancel_requested(rt: Runtime, generation_id: str, hb: _Heartbeat) -> bool:
+    if hb.lost.is_set():
+        return True
+    try:
+        return bool(rt.redis.exists(lifecycle.CANCEL_KEY.format(generation_id)))
+    except Exception:
+        return False
+
+
+def _with_retries(fn: Any, tries: int, transient: tuple[type[BaseException], ...], should_stop: Any) -> Any:
+    delay = 0.2
+    for attempt in range(1, tries + 1):
+        try:
+            return fn()
+        except transient as exc:
+            if attempt == tries or should_stop():
+                raise
+            if isinstance(exc, ModelError) and not exc.transient:
+                raise
+            log.warning("transient failure (attempt %d/%d): %s", attempt, tries, exc)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def run(rt: Runtime, generation_id: str) -> None:
+    token = acquire(rt, generation_id)
+    if token is None:
+        log.info("generation %s is not queued; nothing to do", generation_id)
+        return
+    with session_scope(rt.engine) as session:
+        gen = session.get(Generation, generation_id)
+        assert gen is not None
+        snapshot = Generation.model_validate(gen.model_dump())
+    hb = _Heartbeat(rt, generation_id, token)
+    hb.start()
+    timings: dict[str, int] = {}
+    started = time.perf_counter()
+    try:
+        timings["queue_wait_ms"] = _ms((snapshot.started_at or utcnow()).timestamp()
+                                       - snapshot.created_at.timestamp())
+        data, model_s, storage_s, image = _produce(rt, snapshot, lambda: _cancel_requested(rt, generation_id, hb))
+        timings["model_ms"], timings["storage_ms"] = _ms(model_s), _ms(storage_s)
+    except ModelError as exc:
+        hb.done.set()
+        timings["total_ms"] = timings.get("queue_wait_ms", 0) + _ms(time.perf_counter() - started)
+        if exc.code == "canceled":
+            _settle_canceled(rt, generation_id, token, None, timings)
+        else:
+            _settle_failed(rt, generation_id, token, exc.code, exc.message, timings)
+        return
+    except (StorageError, ImageRejected) as exc:
+        hb.done.set()
+        timings["total_ms"] = timings.get("queue_wait_ms", 0) + _ms(time.perf_counter() - started)
+        code = "storage_error" if isinstance(exc, StorageError) else "model_error"
+        _settle_failed(rt, generation_id, token, code, "The image could not be stored." if code == "storage_error"
+                       else "The model returned an unreadable image.", timings)
+        return
+    finally:
+        hb.done.set()
+    timings["total_ms"] = timings.get("queue_wait_ms", 0) + _ms(time.perf_counter() - started)
+    _settle_succeeded(rt, generation_id, token, image, timings)
+
+
+def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[bytes, float, float, Image]:
+    spec = rt.catalog.get(gen.model_id)
+    if spec is None:
+        raise ModelError("model_error", "This model is no longer offered.", transient=False)
+    width, height = output_size(str(gen.params["resolution"]), str(gen.params["aspect_ratio"]))
+    t0 = time.perf_counter()
+    with session_scope(rt.engine) as session:
+        ref_images = repo.images_by_id(session, gen.reference_image_ids)
+    references = [
+        _with_retries(lambda k=ref_images[i].storage_key: rt.store.get(k), STORAGE_TRIES,
+                      (TransientStorageError,), should_cancel)
+        for i in gen.reference_image_ids if i in ref_images
+    ]
+    storage_s = time.perf_counter() - t0
+    provider = provider_for(spec, latency_ms=rt.settings.builtin_model_latency_ms,
+                            blocked_words=rt.settings.blocked_words)
+    inp = GenerationInput(prompt=gen.prompt, width=width, height=height, seed=int(gen.params.get("seed") or 0),
+                          references=references, model=spec)
+    t1 = time.perf_counter()
+    try:
+        data: bytes = _with_retries(lambda: provider.generate(inp, should_cancel=should_cancel), MODEL_TRIES,
+                                    (ModelError,), should_cancel)
+    finally:
+        MODEL_SECONDS.labels(gen.model_id).observe(time.perf_counter() - t1)
+    model_s = time.perf_counter() - t1
+    if should_cancel():
+        raise ModelError("canceled", "The generation was canceled.", transient=False)
+    info = inspect_image(data)
+    t2 = time.perf_counter()
+    image = _with_retries(lambda: store_image(rt.store, gen.account_id, data, info, "generation"),
+                          STORAGE_TRIES, (TransientStorageError,), lambda: False)
+    storage_s += time.perf_counter() - t2
+    return data, model_s, storage_s, image
+
+
+def _locked_generation(session: Session, generation_id: str) -> Generation | None:
+    gen = session.get(Generation, generation_id)
+    if gen is None:
+        return None
+    repo.lock_board(session, gen.board_id)
+    session.refresh(gen)
+    return gen
+
+
+def _settle_succeeded(rt: Runtime, generation_id: str, token: str, image: Image, timings: dict[str, int]) -> None:
+    with session_scope(rt.engine) as session:
+        gen = _locked_generation(session, generation_id)
+        if gen is None:
+            return
+        if gen.status == "running" and gen.lease_token == token:
+            session.add(image)
+            gen.timings = timings
+            lifecycle.end_generation(session, gen, "succeeded", base_url=rt.base_url, image_id=image.id)
+            GENERATIONS.labels("succeeded").inc()
+            return
+        # Canceled (or taken over) while we worked: the result is discarded, unless the node is
+        # gone, in which case the image lands in the library ("late_result").
+        if gen.status == "canceled" and session.get(Node, gen.node_id) is None and gen.image_id is None:
+            session.add(image)
+            gen.image_id = image.id
+            gen.timings = timings
+            session.add(gen)
+            enqueue(session, RETAIN_IMAGE, gen.account_id, {
+                "asset_id": new_id("ast"), "image_id": image.id, "board_id": gen.board_id,
+                "node_id": gen.node_id, "reason": "late_result",
+            })
+            log.info("generation %s finished after its node was deleted; kept as late_result", generation_id)
+
+
+def _settle_failed(rt: Runtime, generation_id: str, token: str, code: str, message: str,
+                   timings: dict[str, int]) -> None:
+    with session_scope(rt.engine) as session:
+        gen = _locked_generation(session, generation_id)
+        if gen is None or gen.status != "running" or gen.lease_token != token:
+            return
+        gen.timings = timings
+        lifecycle.end_generation(session, gen, "failed", base_url=rt.base_url, error_code=code, error_message=message)
+        GENERATIONS.labels("failed").inc()
+
+
+def _settle_canceled(rt: Runtime, generation_id: str, token: str, _image: Image | None,
+                     timings: dict[str, int]) -> None:
+    with session_scope(rt.engine) as session:
+        gen = _locked_generation(session, generation_id)
+        if gen is None:
+            return
+        if gen.status == "running" and gen.lease_token == token:
+            # The cancel key was seen before the api committed; finish the cancel ourselves.
+            gen.timings = timings
+            lifecycle.end_generation(session, gen, "canceled", base_url=rt.base_url)
+        GENERATIONS.labels("canceled").inc()

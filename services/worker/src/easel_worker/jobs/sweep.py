@@ -1,0 +1,102 @@
+"""The sweeper: the database says which generations should be moving; this makes them move.
+
+- `queued` for longer than REQUEUE_AFTER_SECONDS: the broker may have lost the message (e.g.
+  Redis restarted without persistence); send it again. A duplicate is harmless: the lease CAS
+  lets only one delivery run.
+- `running` with a heartbeat older than STALE_HEARTBEAT_SECONDS: its worker died. Hand it back
+  to `queued` and send it again, at most GENERATION_MAX_ATTEMPTS runs in all; after that it
+  fails (`worker_lost`) and its credits are released.
+Every change is a compare-and-set, so several sweepers (one per worker) can run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from easel_shared import events, lifecycle, tasks
+from easel_shared.clock import utcnow
+from easel_shared.db import session_scope
+from easel_shared.models import Account, Generation
+from easel_shared.repositories import boards as repo
+from easel_shared.views import generation_view
+from easel_worker.metrics import CREDITS_RESERVED, QUEUE_DEPTH
+from easel_worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def sweep_once(rt: Runtime) -> dict[str, int]:
+    s = rt.settings
+    now = utcnow()
+    counts = {"requeued": 0, "recovered": 0, "failed": 0}
+    with session_scope(rt.engine) as session:
+        stale_queued = list(session.exec(
+            select(Generation.id, Generation.enqueued_at).where(
+                Generation.status == "queued",
+                col(Generation.enqueued_at) < now - timedelta(seconds=s.requeue_after_seconds),
+            ).limit(200)
+        ))
+        stale_running = list(session.exec(
+            select(Generation.id, Generation.lease_token, Generation.attempts).where(
+                Generation.status == "running",
+                col(Generation.heartbeat_at) < now - timedelta(seconds=s.stale_heartbeat_seconds),
+            ).limit(200)
+        ))
+    to_send: list[str] = []
+    for gen_id, enqueued_at in stale_queued:
+        with session_scope(rt.engine) as session:
+            result = session.execute(
+                update(Generation)
+                .where(col(Generation.id) == gen_id, col(Generation.status) == "queued",
+                       col(Generation.enqueued_at) == enqueued_at)
+                .values(enqueued_at=utcnow())
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                to_send.append(gen_id)
+                counts["requeued"] += 1
+    for gen_id, token, attempts in stale_running:
+        with session_scope(rt.engine) as session:
+            gen = session.get(Generation, gen_id)
+            if gen is None:
+                continue
+            repo.lock_board(session, gen.board_id)
+            session.refresh(gen)
+            if gen.status != "running" or gen.lease_token != token:
+                continue
+            if attempts >= s.generation_max_attempts:
+                lifecycle.end_generation(
+                    session, gen, "failed", base_url=rt.base_url, error_code="worker_lost",
+                    error_message="The worker running this generation stopped responding too many times.",
+                )
+                counts["failed"] += 1
+                continue
+            gen.status = "queued"
+            gen.lease_token = None
+            gen.enqueued_at = utcnow()
+            session.add(gen)
+            events.stage(session, gen.board_id, "generation.queued", generation_view(gen))
+            to_send.append(gen_id)
+            counts["recovered"] += 1
+    for gen_id in to_send:
+        try:
+            tasks.send_generation(s.redis_url, gen_id)
+        except Exception:
+            log.warning("could not send generation %s; the next sweep retries", gen_id, exc_info=True)
+    _update_gauges(rt)
+    if any(counts.values()):
+        log.info("sweep: %s", counts)
+    return counts
+
+
+def _update_gauges(rt: Runtime) -> None:
+    try:
+        QUEUE_DEPTH.set(float(rt.redis.llen(tasks.GENERATION_QUEUE)))
+        with session_scope(rt.engine) as session:
+            total = sum(a.reserved_credits for a in session.exec(select(Account).where(Account.reserved_credits > 0)))
+        CREDITS_RESERVED.set(float(total))
+    except Exception:
+        pass

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+GENERATIONS = Counter("easel_generations_total", "Generations finished by this worker, by status", ["status"])
+MODEL_SECONDS = Histogram("easel_model_seconds", "Time spent in the image model", ["model_id"],
+                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+QUEUE_DEPTH = Gauge("easel_queue_depth", "Messages waiting in the generation queue")
+CREDITS_RESERVED = Gauge("easel_credits_reserved", "Credits reserved by generations in flight")

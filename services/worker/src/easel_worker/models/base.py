@@ -1,0 +1,114 @@
+"""The image model provider interface used by the generation job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from easel_shared.domain.catalog import ModelSpec
+
+__all__ = [
+    "CancelCheck",
+    "GenerationInput",
+    "ImageProvider",
+    "ModelError",
+    "ModelErrorCode",
+    "cancellable_sleep",
+]
+
+CancelCheck = Callable[[], bool]
+
+ModelErrorCode = Literal[
+    "content_rejected",  # permanent: the model refused the prompt/references
+    "model_timeout",  # transient: the model did not answer in time
+    "model_unavailable",  # transient: the model is down or overloaded (5xx)
+    "model_error",  # permanent: anything else (bad request, unreadable output, ...)
+    "canceled",  # the job was canceled while the model was working
+]
+
+_DEFAULT_TRANSIENT: Final[dict[str, bool]] = {
+    "content_rejected": False,
+    "model_timeout": True,
+    "model_unavailable": True,
+    "model_error": False,
+    "canceled": False,
+}
+
+#: Longest single sleep between two ``should_cancel()`` checks.
+CANCEL_POLL_SECONDS: Final = 0.05
+
+
+class ModelError(Exception):
+    """A generation failed. ``message`` is a human sentence safe to show to users;
+    ``transient`` says whether retrying the same request later may succeed."""
+
+    code: ModelErrorCode
+    message: str
+    transient: bool
+
+    def __init__(
+        self, code: ModelErrorCode, message: str, transient: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.transient = _DEFAULT_TRANSIENT[code] if transient is None else transient
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelError(code={self.code!r}, message={self.message!r}, "
+            f"transient={self.transient!r})"
+        )
+
+
+def canceled_error() -> ModelError:
+    return ModelError("canceled", "The generation was canceled.", transient=False)
+
+
+@dataclass(frozen=True)
+class GenerationInput:
+    """Everything a provider needs for one image.
+
+    ``references`` are encoded images (PNG/JPEG/WebP) in connection order.
+    """
+
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    references: Sequence[bytes]
+    model: ModelSpec
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "references", tuple(self.references))
+        if self.width < 1 or self.height < 1:
+            raise ValueError(
+                f"image size must be positive, got {self.width}x{self.height}"
+            )
+        if self.seed < 0:
+            raise ValueError(f"seed must not be negative, got {self.seed}")
+
+
+class ImageProvider(Protocol):
+    def generate(self, inp: GenerationInput, *, should_cancel: CancelCheck) -> bytes:
+        """Return PNG bytes of exactly ``inp.width`` x ``inp.height`` pixels.
+
+        Raises :class:`ModelError` on failure (``code="canceled"`` once
+        ``should_cancel()`` returned True).
+        """
+        ...
+
+
+def cancellable_sleep(seconds: float, should_cancel: CancelCheck) -> None:
+    """Sleep ``seconds`` in slices of at most 50 ms, checking ``should_cancel()`` before
+    the first slice, between slices and at the end; raise ``canceled`` when it says so."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while True:
+        if should_cancel():
+            raise canceled_error()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(CANCEL_POLL_SECONDS, remaining))

@@ -1,0 +1,64 @@
+"""Process-wide resources of a worker: settings, engine, Redis, storage, catalog."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy.engine import Engine
+
+from easel_shared.catalog_loader import load_catalog
+from easel_shared.db import get_engine
+from easel_shared.domain.catalog import Catalog
+from easel_shared.events import RedisEventPublisher, install_publisher
+from easel_shared.redis_client import get_redis
+from easel_shared.settings import Settings
+from easel_shared.storage import ObjectStore, build_object_store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    store: ObjectStore
+    catalog: Catalog
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.api_public_url.rstrip("/")
+
+
+_runtime: Runtime | None = None
+
+
+def init(settings: Settings) -> Runtime:
+    global _runtime
+    _runtime = Runtime(
+        settings=settings,
+        engine=get_engine(settings.database_url),
+        redis=get_redis(settings.redis_url),
+        store=build_object_store(
+            backend=settings.storage_backend,
+            local_dir=settings.local_storage_dir,
+            signing_secret=settings.url_signing_secret,
+            public_base_url=settings.api_public_url.rstrip("/"),
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_bucket=settings.s3_bucket,
+            s3_region=settings.s3_region,
+            s3_access_key_id=settings.s3_access_key_id,
+            s3_secret_access_key=settings.s3_secret_access_key,
+            s3_public_endpoint_url=settings.s3_public_endpoint_url,
+        ),
+        catalog=load_catalog(settings.model_catalog_path),
+    )
+    install_publisher(RedisEventPublisher(_runtime.redis))
+    return _runtime
+
+
+def get() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("worker runtime not initialised")
+    return _runtime

@@ -1,0 +1,35 @@
+"""Storing images: original bytes unchanged, plus a thumbnail for the reference strip."""
+
+from __future__ import annotations
+
+from easel_shared.ids import new_id
+from easel_shared.imaging import THUMBNAIL_CONTENT_TYPE, ImageInfo, make_thumbnail
+from easel_shared.models import Image
+from easel_shared.storage import ObjectStore
+
+_THUMB_EXT = {"image/webp": "webp", "image/png": "png", "image/jpeg": "jpg"}
+
+
+def thumbnail_ext() -> str:
+    return _THUMB_EXT.get(THUMBNAIL_CONTENT_TYPE, "bin")
+
+
+def store_image(store: ObjectStore, account_id: str, data: bytes, info: ImageInfo, source: str,
+                image_id: str | None = None) -> Image:
+    """Write the bytes and a thumbnail; the caller adds the returned row to its session."""
+    image_id = image_id or new_id("img")
+    key = f"images/{account_id}/{image_id}.{info.extension}"
+    thumb_key = f"images/{account_id}/{image_id}.thumb.{thumbnail_ext()}"
+    store.put(key, data, info.content_type)
+    store.put(thumb_key, make_thumbnail(data), THUMBNAIL_CONTENT_TYPE)
+    return Image(
+        id=image_id,
+        account_id=account_id,
+        storage_key=key,
+        thumbnail_key=thumb_key,
+        content_type=info.content_type,
+        width=info.width,
+        height=info.height,
+        size_bytes=len(data),
+        source=source,
+    )

@@ -1,0 +1,88 @@
+"""Ending a generation, shared by the api (cancel, node deletion, upload) and the worker
+(success, failure, sweeper). Each call runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+import redis
+from sqlmodel import Session
+
+from easel_shared import events
+from easel_shared.clock import utcnow
+from easel_shared.models import Generation, Node
+from easel_shared.repositories import accounts, boards
+from easel_shared.views import BoardGraph, generation_view
+
+CANCEL_KEY = "easel:cancel:{}"
+
+
+def signal_cancel(client: redis.Redis, generation_id: str) -> None:
+    """A hint for a running worker to stop early; the database row stays the truth."""
+    try:
+        client.set(CANCEL_KEY.format(generation_id), "1", ex=3600)
+    except redis.RedisError:
+        pass
+
+
+def stage_node_and_downstream(session: Session, board_id: str, node_id: str, base_url: str) -> None:
+    session.flush()
+    graph = BoardGraph(session, board_id, base_url)
+    if node_id not in graph.nodes:
+        return
+    events.stage(session, board_id, "node.updated", graph.node_view(node_id))
+    for downstream in dict.fromkeys(graph.downstream_ids(node_id)):
+        if downstream in graph.nodes:
+            events.stage(session, board_id, "node.updated", graph.node_view(downstream))
+    for upstream in dict.fromkeys(e.source_node_id for e in graph.edges if e.target_node_id == node_id):
+        # Upstream nodes' generate state depends on whether this node is active (see domain.generation).
+        if upstream in graph.nodes and graph.nodes[upstream].kind == "image":
+            events.stage(session, board_id, "node.updated", graph.node_view(upstream))
+
+
+def end_generation(
+    session: Session,
+    gen: Generation,
+    status: str,
+    *,
+    base_url: str,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    image_id: str | None = None,
+    node_status_after_cancel: str | None = None,
+    publish_node: bool = True,
+) -> None:
+    """Move an active (queued/running) generation to a final status, settle its credits exactly
+    once, and update its node. Callers must hold the row (CAS or lock) so this runs once."""
+    assert gen.status in ("queued", "running"), gen.status
+    now = utcnow()
+    gen.status = status
+    gen.finished_at = now
+    gen.active_node_id = None
+    gen.lease_token = None
+    gen.error_code = error_code
+    gen.error_message = error_message
+    if image_id:
+        gen.image_id = image_id
+    if status == "succeeded":
+        accounts.capture(session, gen.account_id, gen.credits, gen.id)
+    else:
+        accounts.release(session, gen.account_id, gen.credits, gen.id, reason=status)
+    session.add(gen)
+
+    node = session.get(Node, gen.node_id)
+    if node is not None and node.active_generation_id == gen.id:
+        node.active_generation_id = None
+        if status == "succeeded":
+            node.image_id = image_id
+            node.status = "ready"
+            node.error_code = node.error_message = None
+        elif status == "failed":
+            node.status = "failed"
+            node.error_code, node.error_message = error_code, error_message
+        else:
+            node.status = node_status_after_cancel or ("ready" if node.image_id else "empty")
+            node.error_code = node.error_message = None
+        boards.touch(node)
+        session.add(node)
+    events.stage(session, gen.board_id, f"generation.{status}", generation_view(gen))
+    if node is not None and publish_node:
+        stage_node_and_downstream(session, gen.board_id, node.id, base_url)

@@ -1,0 +1,25 @@
+"""SQLModel tables. Every row that belongs to a customer carries `account_id` for isolation."""
+
+from easel_shared.models.tables import (
+    Account,
+    Asset,
+    Board,
+    Edge,
+    Generation,
+    Image,
+    LedgerEntry,
+    Node,
+    OutboxEvent,
+)
+
+__all__ = [
+    "Account",
+    "Asset",
+    "Board",
+    "Edge",
+    "Generation",
+    "Image",
+    "LedgerEntry",
+    "Node",
+    "OutboxEvent",
+]

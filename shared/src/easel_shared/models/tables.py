@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from easel_shared.clock import utcnow
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None if nullable else None,
+        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+    )
+
+
+def _now_ts(index: bool = False) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, index=index))
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("credits >= 0", name="ck_accounts_credits_nonnegative"),
+        CheckConstraint("reserved_credits >= 0", name="ck_accounts_reserved_nonnegative"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=200)
+    api_key_hash: str = Field(index=True, unique=True, max_length=64)
+    credits: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    reserved_credits: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    created_at: datetime = _now_ts()
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Append-only. `delta` changes spendable credits; `balance_after` is spendable after it."""
+
+    __tablename__ = "ledger_entries"
+
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(index=True, foreign_key="accounts.id", max_length=40)
+    delta: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=20)  # grant | reserve | capture | release
+    generation_id: str | None = Field(default=None, index=True, max_length=40)
+    reason: str | None = Field(default=None, max_length=500)
+    balance_after: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reserved_after: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = _now_ts()
+
+
+class Board(SQLModel, table=True):
+    __tablename__ = "boards"
+
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(index=True, foreign_key="accounts.id", max_length=40)
+    name: str = Field(max_length=200)
+    # Bumped under the board's row lock; gives edges their connection order.
+    edge_seq: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    created_at: datetime = _now_ts()
+    updated_at: datetime = _now_ts()
+
+
+class Image(SQLModel, table=True):
+    """Immutable stored image. A node points at one; replacing the image makes a new row."""
+
+    __tablename__ = "images"
+
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(index=True, max_length=40)
+    storage_key: str = Field(max_length=500)
+    thumbnail_key: str = Field(max_length=500)
+    content_type: str = Field(max_length=50)
+    width: int
+    height: int
+    size_bytes: int
+    source: str = Field(max_length=20)  # upload | generation | crop | asset
+    created_at: datetime = _now_ts()
+
+
+class Node(SQLModel, table=True):
+    __tablename__ = "nodes"
+
+    id: str = Field(primary_key=True, max_length=40)
+    board_id: str = Field(index=True, foreign_key="boards.id", max_length=40)
+    account_id: str = Field(index=True, max_length=40)
+    kind: str = Field(max_length=10)
+    text: str = Field(default="", max_length=5000)
+    x: float = 0.0
+    y: float = 0.0
+    prompt: str = Field(default="", max_length=10000)
+    model_id: str | None = Field(default=None, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="empty", max_length=20)
+    image_id: str | None = Field(default=None, max_length=40)
+    error_code: str | None = Field(default=None, max_length=50)
+    error_message: str | None = Field(default=None, max_length=500)
+    active_generation_id: str | None = Field(default=None, max_length=40)
+    created_at: datetime = _now_ts()
+    updated_at: datetime = _now_ts()
+
+
+class Edge(SQLModel, table=True):
+    __tablename__ = "edges"
+    __table_args__ = (UniqueConstraint("source_node_id", "target_node_id", name="uq_edges_pair"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    board_id: str = Field(index=True, foreign_key="boards.id", max_length=40)
+    source_node_id: str = Field(index=True, max_length=40)
+    target_node_id: str = Field(index=True, max_length=40)
+    seq: int
+    created_at: datetime = _now_ts()
+
+
+class Generation(SQLModel, table=True):
+    __tablename__ = "generations"
+    __table_args__ = (
+        # One active generation per node, enforced by the database: `active_node_id` holds the
+        # node id while queued/running and NULL afterwards (NULLs never collide).
+        UniqueConstraint("active_node_id", name="uq_generations_active_node"),
+        UniqueConstraint("account_id", "idempotency_key", name="uq_generations_idempotency"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    node_id: str = Field(index=True, max_length=40)
+    board_id: str = Field(index=True, max_length=40)
+    account_id: str = Field(index=True, max_length=40)
+    active_node_id: str | None = Field(default=None, max_length=40)
+    status: str = Field(default="queued", index=True, max_length=20)
+    model_id: str = Field(max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prompt: str = Field(max_length=20000)
+    reference_image_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    credits: int
+    error_code: str | None = Field(default=None, max_length=50)
+    error_message: str | None = Field(default=None, max_length=500)
+    image_id: str | None = Field(default=None, max_length=40)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_fingerprint: str | None = Field(default=None, max_length=64)
+    attempts: int = 0
+    lease_token: str | None = Field(default=None, max_length=40)
+    heartbeat_at: datetime | None = _ts(nullable=True)
+    enqueued_at: datetime | None = _ts(nullable=True)
+    timings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    request_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _now_ts()
+    started_at: datetime | None = _ts(nullable=True)
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """Written in the same transaction as the change it announces; a relay delivers it later."""
+
+    __tablename__ = "outbox_events"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    topic: str = Field(index=True, max_length=50)
+    account_id: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _now_ts()
+    processed_at: datetime | None = _ts(nullable=True, index=True)
+
+
+class Asset(SQLModel, table=True):
+    """A library image. It owns a server-side copy of the bytes (its own storage key), so it
+    outlives nodes and deleting it never touches an image a node still shows."""
+
+    __tablename__ = "assets"
+
+    id: str = Field(primary_key=True, max_length=40)
+    account_id: str = Field(index=True, max_length=40)
+    storage_key: str = Field(max_length=500)
+    thumbnail_key: str = Field(max_length=500)
+    content_type: str = Field(max_length=50)
+    width: int
+    height: int
+    size_bytes: int
+    source: str = Field(max_length=20)
+    origin_board_id: str | None = Field(default=None, max_length=40)
+    origin_node_id: str | None = Field(default=None, max_length=40)
+    origin_reason: str = Field(max_length=20)  # node_deleted | board_deleted | late_result
+    image_created_at: datetime = _now_ts()
+    created_at: datetime = _now_ts()

@@ -1,0 +1,105 @@
+"""Configuration for every Easel process, read from the environment (pydantic-settings).
+
+`get_settings()` is cached and never built at import time, so tests and the dev runner can set
+the environment first. `load_settings_or_exit()` turns a bad configuration into one clear line.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite:///.data/easel.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    storage_backend: Literal["local", "s3"] = "local"
+    local_storage_dir: str = ".data/objects"
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_bucket: str = "easel"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    presigned_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+
+    admin_token: str = Field(min_length=16)
+    url_signing_secret: str = Field(min_length=16)
+
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    assets_port: int = Field(default=8001, ge=1, le=65535)
+    api_public_url: str = "http://127.0.0.1:8000"
+    assets_public_url: str = "http://127.0.0.1:8001"
+
+    model_catalog_path: str | None = None
+    builtin_model_latency_ms: int = Field(default=0, ge=0)
+    builtin_model_blocked_words: str = ""
+
+    generation_max_attempts: int = Field(default=3, ge=1)
+    generation_timeout_seconds: int = Field(default=600, ge=1)
+    heartbeat_interval_seconds: float = Field(default=2.0, gt=0)
+    stale_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    requeue_after_seconds: float = Field(default=30.0, gt=0)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    celery_visibility_timeout_seconds: int = Field(default=3600, ge=60)
+    worker_concurrency: int = Field(default=2, ge=1)
+    worker_heartbeat_file: str = "/tmp/easel-worker-heartbeat"
+
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+
+    rate_limit_generate_per_minute: int = Field(default=120, ge=0)
+    rate_limit_upload_per_minute: int = Field(default=120, ge=0)
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _s3_needs_credentials(self) -> Settings:
+        if self.storage_backend == "s3":
+            missing = [
+                name
+                for name, value in (
+                    ("S3_ACCESS_KEY_ID", self.s3_access_key_id),
+                    ("S3_SECRET_ACCESS_KEY", self.s3_secret_access_key),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"STORAGE_BACKEND=s3 needs {', '.join(missing)}")
+        return self
+
+    @property
+    def blocked_words(self) -> list[str]:
+        return [w.strip() for w in self.builtin_model_blocked_words.split(",") if w.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+
+
+def describe_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]).upper()
+        msg = err["msg"]
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def load_settings_or_exit(service: str) -> Settings:
+    """Build settings, or stop the process with a single readable line (no traceback)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        print(f"easel-{service}: configuration error: {describe_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,101 @@
+"""HTTP plumbing both web services mount (api and assets): health, metrics, request ids and
+the signed local-file route. Only services with a web framework import this module."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from easel_shared.health import readiness
+from easel_shared.storage import LocalObjectStore, ObjectStore, verify_signed_url
+
+HTTP_LATENCY = Histogram(
+    "easel_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route", "status"]
+)
+HTTP_REQUESTS = Counter("easel_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def install_observability(app: FastAPI, service: str) -> None:
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else "req_" + secrets.token_hex(8)
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        labels = (service, request.method, path, str(response.status_code))
+        HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(*labels).inc()
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+
+def health_router(get_deps: Callable[[Request], tuple[Any, Any, ObjectStore]]) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        engine, client, store = get_deps(request)
+        checks = await run_in_threadpool(readiness, engine, client, store)
+        failed = [name for name, state in checks.items() if state != "ok"]
+        if failed:
+            return JSONResponse(
+                {"status": "unavailable", "failed": failed, "checks": checks,
+                 "error": {"code": "not_ready", "message": f"Not ready: {', '.join(failed)} unavailable."}},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "checks": checks})
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def files_router(get_store: Callable[[Request], ObjectStore], signing_secret: Callable[[Request], str]) -> APIRouter:
+    """Serves local-storage objects behind short-lived HMAC-signed URLs (the local stand-in for
+    S3 presigned URLs). Unknown, tampered or expired links are 404s."""
+    router = APIRouter()
+
+    @router.get("/v1/files/{key:path}", include_in_schema=False)
+    def serve(key: str, request: Request, expires: int = 0, sig: str = "", filename: str | None = None) -> Response:
+        store = get_store(request)
+        not_found = JSONResponse({"error": {"code": "not_found", "message": "The link is invalid or expired."}},
+                                 status_code=404)
+        if not isinstance(store, LocalObjectStore):
+            return not_found
+        if not verify_signed_url(signing_secret=signing_secret(request), key=key, expires=expires,
+                                 signature=sig, filename=filename):
+            return not_found
+        try:
+            path = store.path_for(key)
+        except ValueError:
+            return not_found
+        if not path.is_file():
+            return not_found
+        return FileResponse(
+            path,
+            media_type=store.content_type(key),
+            filename=filename,
+            content_disposition_type="attachment" if filename else "inline",
+            headers={"Cache-Control": "private, max-age=60"},
+        )
+
+    return router
