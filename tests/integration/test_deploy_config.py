@@ -600,7 +600,9 @@ def _heartbeat_checks() -> dict[str, list[str]]:
     }
     for overlay in (KUSTOMIZE_BASE, KUSTOMIZE_PRODUCTION):
         container = containers_of(find(render(overlay), "Deployment", "worker"))["worker"]
-        checks[f"k8s-liveness:{overlay.name}"] = container["livenessProbe"]["exec"]["command"]
+        for probe in ("startupProbe", "livenessProbe"):
+            if probe in container:
+                checks[f"k8s-{probe}:{overlay.name}"] = container[probe]["exec"]["command"]
     return checks
 
 

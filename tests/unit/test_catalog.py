@@ -80,9 +80,7 @@ def test_output_size_table(resolution: str, aspect: str, expected: tuple[int, in
     assert output_size(resolution, aspect) == expected
 
 
-BUILTIN_COMBOS = sorted(
-    {(res, ar) for spec in BUILTIN.models for res in spec.resolutions for ar in spec.aspect_ratios}
-)
+BUILTIN_COMBOS = sorted({(res, ar) for spec in BUILTIN.models for res in spec.resolutions for ar in spec.aspect_ratios})
 
 
 @pytest.mark.parametrize(("resolution", "aspect"), BUILTIN_COMBOS)
@@ -159,9 +157,7 @@ def test_price_of_unsupported_resolution_is_an_error() -> None:
         ("easel-studio", {"steps": 30, "cfg": 7}, "Unknown settings cfg, steps"),
     ],
 )
-def test_validate_params_table(
-    model_id: str, params: Mapping[str, object], problem: str | None
-) -> None:
+def test_validate_params_table(model_id: str, params: Mapping[str, object], problem: str | None) -> None:
     result = validate_params(builtin(model_id), params)
     if problem is None:
         assert result is None
@@ -224,8 +220,7 @@ def test_availability_table(model_id: str, connected: int, ok: bool) -> None:
         (
             0,
             1,
-            "Easel Sketch does not accept reference images; 1 is connected. "
-            "Remove it or pick another model.",
+            "Easel Sketch does not accept reference images; 1 is connected. Remove it or pick another model.",
         ),
         (
             0,
@@ -236,9 +231,7 @@ def test_availability_table(model_id: str, connected: int, ok: bool) -> None:
     ],
 )
 def test_availability_reason_text(max_refs: int, connected: int, reason: str) -> None:
-    spec = parse_catalog(
-        {"models": [model(name="Easel Sketch", max_reference_images=max_refs)]}
-    ).models[0]
+    spec = parse_catalog({"models": [model(name="Easel Sketch", max_reference_images=max_refs)]}).models[0]
     assert availability(spec, connected) == (False, reason)
 
 

@@ -35,9 +35,7 @@ _CatalogYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _INT_TAG]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_CatalogYamlLoader.add_implicit_resolver(
-    _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
-)
+_CatalogYamlLoader.add_implicit_resolver(_INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
 
 
 def _parse_text(text: str, source: str, *, as_json: bool) -> Catalog:
@@ -46,7 +44,7 @@ def _parse_text(text: str, source: str, *, as_json: bool) -> Catalog:
         if as_json:
             data: object = json.loads(text)
         else:
-            data = yaml.load(text, Loader=_CatalogYamlLoader)
+            data = yaml.load(text, Loader=_CatalogYamlLoader)  # noqa: S506 (a SafeLoader subclass)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         msg = f"model catalog {source} is not valid {fmt}: {exc}"
         raise ValueError(msg) from exc
@@ -54,7 +52,7 @@ def _parse_text(text: str, source: str, *, as_json: bool) -> Catalog:
         data = {"models": []}
     if not isinstance(data, dict):
         msg = f"model catalog {source} must contain a mapping with a 'models' list"
-        raise ValueError(msg)  # noqa: TRY004 - catalog problems are ValueErrors
+        raise ValueError(msg)
     try:
         return parse_catalog(data)
     except ValueError as exc:
@@ -70,11 +68,7 @@ def read_catalog_file(path: str | os.PathLike[str]) -> Catalog:
 
 def load_builtin_catalog() -> Catalog:
     """The catalog shipped inside the ``easel_shared`` package."""
-    text = (
-        resources.files("easel_shared")
-        .joinpath(BUILTIN_CATALOG_RESOURCE)
-        .read_text(encoding="utf-8")
-    )
+    text = resources.files("easel_shared").joinpath(BUILTIN_CATALOG_RESOURCE).read_text(encoding="utf-8")
     return _parse_text(text, f"(built-in {BUILTIN_CATALOG_RESOURCE})", as_json=False)
 
 

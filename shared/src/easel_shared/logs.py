@@ -5,7 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+# Carried from the api request into the worker (through the generation row and the task header).
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+generation_id_var: ContextVar[str | None] = ContextVar("generation_id", default=None)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id_var.get()
+        if not getattr(record, "generation_id", None):
+            record.generation_id = generation_id_var.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,6 +41,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from easel_shared.health import readiness
+from easel_shared.logs import request_id_var
 from easel_shared.storage import LocalObjectStore, ObjectStore, verify_signed_url
 
 HTTP_LATENCY = Histogram(
@@ -31,8 +32,12 @@ def install_observability(app: FastAPI, service: str) -> None:
         incoming = request.headers.get("x-request-id", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else "req_" + secrets.token_hex(8)
         request.state.request_id = request_id
+        token = request_id_var.set(request_id)
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         labels = (service, request.method, path, str(response.status_code))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -9,8 +9,9 @@ from sqlmodel import Session
 
 from easel_api.context import AppContext
 from easel_shared.db import session_scope
-from easel_shared.domain.errors import Unauthenticated
+from easel_shared.domain.errors import RateLimited, Unauthenticated
 from easel_shared.models import Account
+from easel_shared.ratelimit import RateLimiter
 from easel_shared.repositories import accounts
 
 
@@ -59,3 +60,19 @@ def require_admin(ctx: CtxDep, authorization: Annotated[str | None, Header()] = 
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
+
+
+def _limited(bucket: str, per_minute: Callable[[AppContext], int]) -> Callable[..., None]:
+    def dependency(ctx: CtxDep, account: AccountDep) -> None:
+        verdict = RateLimiter(ctx.redis).take(bucket, account.id, per_minute(ctx))
+        if not verdict.allowed:
+            raise RateLimited(
+                f"Too many {bucket} requests; retry in {verdict.retry_after_seconds} s.",
+                retry_after=verdict.retry_after_seconds,
+            )
+
+    return dependency
+
+
+GenerateRateLimit = Depends(_limited("generate", lambda c: c.settings.rate_limit_generate_per_minute))
+UploadRateLimit = Depends(_limited("upload", lambda c: c.settings.rate_limit_upload_per_minute))

@@ -38,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return c.engine, c.redis, c.store
 
     app.include_router(health_router(_deps))
-    app.include_router(files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret))
+    app.include_router(
+        files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret)
+    )
     for module in (accounts, boards, images, generations, events):
         app.include_router(module.router)
     return app

@@ -126,42 +126,30 @@ def _spec_problems(spec: ModelSpec) -> list[str]:
     problems: list[str] = []
     if not isinstance(spec.id, str) or not _ID_RE.match(spec.id):
         problems.append(
-            f"id {spec.id!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"id {spec.id!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     if not isinstance(spec.name, str) or not spec.name.strip():
         problems.append("name must be a non-empty string")
     if spec.provider not in PROVIDERS:
-        problems.append(
-            f"provider {spec.provider!r} is unknown; expected one of {_quoted_list(PROVIDERS)}"
-        )
+        problems.append(f"provider {spec.provider!r} is unknown; expected one of {_quoted_list(PROVIDERS)}")
     if not _is_int(spec.max_reference_images) or spec.max_reference_images < 0:
-        problems.append(
-            f"max_reference_images must be a non-negative integer, got {spec.max_reference_images!r}"
-        )
+        problems.append(f"max_reference_images must be a non-negative integer, got {spec.max_reference_images!r}")
 
     resolutions = spec.resolutions
     if not resolutions:
-        problems.append(
-            "resolutions must list at least one of " + _quoted_list(RESOLUTIONS)
-        )
+        problems.append("resolutions must list at least one of " + _quoted_list(RESOLUTIONS))
     for resolution in resolutions:
         if resolution not in LONG_SIDE:
-            problems.append(
-                f"resolution {resolution!r} is unknown; expected one of {_quoted_list(RESOLUTIONS)}"
-            )
+            problems.append(f"resolution {resolution!r} is unknown; expected one of {_quoted_list(RESOLUTIONS)}")
     if len(set(resolutions)) != len(resolutions):
         problems.append("resolutions contains duplicates")
 
     if not spec.aspect_ratios:
-        problems.append(
-            "aspect_ratios must list at least one aspect ratio such as '1:1'"
-        )
+        problems.append("aspect_ratios must list at least one aspect ratio such as '1:1'")
     for aspect in spec.aspect_ratios:
         if not isinstance(aspect, str) or _aspect_parts(aspect) is None:
             problems.append(
-                f"aspect ratio {aspect!r} is invalid; write it as 'W:H' with positive whole "
-                "numbers, e.g. '16:9'"
+                f"aspect ratio {aspect!r} is invalid; write it as 'W:H' with positive whole numbers, e.g. '16:9'"
             )
     if len(set(spec.aspect_ratios)) != len(spec.aspect_ratios):
         problems.append("aspect_ratios contains duplicates")
@@ -171,44 +159,28 @@ def _spec_problems(spec: ModelSpec) -> list[str]:
             problems.append(f"credits missing for resolution {resolution}")
     for resolution, cost in spec.credits.items():
         if resolution not in resolutions:
-            problems.append(
-                f"credits given for resolution {resolution!r}, which the model does not offer"
-            )
+            problems.append(f"credits given for resolution {resolution!r}, which the model does not offer")
         elif not _is_int(cost):
-            problems.append(
-                f"credits for {resolution} must be a whole number, got {cost!r}"
-            )
+            problems.append(f"credits for {resolution} must be a whole number, got {cost!r}")
         elif cost < 0:
-            problems.append(
-                f"credits for {resolution} must not be negative, got {cost}"
-            )
+            problems.append(f"credits for {resolution} must not be negative, got {cost}")
 
     if spec.provider == "builtin":
         if spec.style not in BUILTIN_STYLES:
             problems.append(
-                f"style {spec.style!r} is unknown for a builtin model; expected one of "
-                + _quoted_list(BUILTIN_STYLES)
+                f"style {spec.style!r} is unknown for a builtin model; expected one of " + _quoted_list(BUILTIN_STYLES)
             )
     elif spec.provider == "http":
         endpoint = spec.endpoint
-        if not isinstance(endpoint, str) or not endpoint.startswith(
-            ("http://", "https://")
-        ):
-            problems.append(
-                "an http model needs an endpoint URL starting with http:// or https://"
-            )
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            problems.append("an http model needs an endpoint URL starting with http:// or https://")
     if spec.endpoint is not None and not isinstance(spec.endpoint, str):
         problems.append("endpoint must be a string")
     if not isinstance(spec.style, str):
         problems.append("style must be a string")
 
     timeout = spec.timeout_seconds
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
         problems.append(f"timeout_seconds must be a positive number, got {timeout!r}")
     return problems
 
@@ -248,14 +220,10 @@ def output_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     """
     long_side = LONG_SIDE.get(resolution)
     if long_side is None:
-        raise ValueError(
-            f"unknown resolution {resolution!r}; expected one of {_quoted_list(RESOLUTIONS)}"
-        )
+        raise ValueError(f"unknown resolution {resolution!r}; expected one of {_quoted_list(RESOLUTIONS)}")
     parts = _aspect_parts(aspect_ratio)
     if parts is None:
-        raise ValueError(
-            f"invalid aspect ratio {aspect_ratio!r}; expected 'W:H', e.g. '16:9'"
-        )
+        raise ValueError(f"invalid aspect ratio {aspect_ratio!r}; expected 'W:H', e.g. '16:9'")
     w, h = parts
     short_exact = Fraction(long_side * min(w, h), max(w, h))
     short_side = max(8, math.floor(short_exact / 8 + Fraction(1, 2)) * 8)
@@ -271,8 +239,7 @@ def price(spec: ModelSpec, resolution: str) -> int:
     cost = spec.credits.get(resolution)
     if resolution not in spec.resolutions or cost is None:
         raise ValueError(
-            f"{spec.name} does not offer resolution {resolution!r}; "
-            f"choose {_quoted_list(spec.resolutions)}"
+            f"{spec.name} does not offer resolution {resolution!r}; choose {_quoted_list(spec.resolutions)}"
         )
     return cost
 
@@ -298,27 +265,16 @@ def validate_params(spec: ModelSpec, params: Mapping[str, object]) -> str | None
     unknown = sorted(str(key) for key in params if key not in PARAM_KEYS)
     if unknown:
         noun = "setting" if len(unknown) == 1 else "settings"
-        return (
-            f"Unknown {noun} {_quoted_list(unknown)}; "
-            f"{spec.name} accepts {_quoted_list(sorted(PARAM_KEYS))}."
-        )
+        return f"Unknown {noun} {_quoted_list(unknown)}; {spec.name} accepts {_quoted_list(sorted(PARAM_KEYS))}."
     resolution = params.get("resolution")
     if resolution is not None and resolution not in spec.resolutions:
-        return (
-            f"{spec.name} does not support resolution {_shown(resolution)}; "
-            f"choose {_quoted_list(spec.resolutions)}."
-        )
+        return f"{spec.name} does not support resolution {_shown(resolution)}; choose {_quoted_list(spec.resolutions)}."
     aspect = params.get("aspect_ratio")
     if aspect is not None and aspect not in spec.aspect_ratios:
-        return (
-            f"{spec.name} does not support aspect ratio {_shown(aspect)}; "
-            f"choose {_quoted_list(spec.aspect_ratios)}."
-        )
+        return f"{spec.name} does not support aspect ratio {_shown(aspect)}; choose {_quoted_list(spec.aspect_ratios)}."
     seed = params.get("seed")
     if seed is not None and not (_is_int(seed) and 0 <= seed < MAX_SEED):
-        return (
-            f"Seed must be a whole number from 0 to {MAX_SEED - 1}; got {_shown(seed)}."
-        )
+        return f"Seed must be a whole number from 0 to {MAX_SEED - 1}; got {_shown(seed)}."
     return None
 
 
@@ -357,9 +313,7 @@ def resolve_params(spec: ModelSpec, params: Mapping[str, object]) -> ResolvedPar
     )
 
 
-def availability(
-    spec: ModelSpec, connected_reference_count: int
-) -> tuple[bool, str | None]:
+def availability(spec: ModelSpec, connected_reference_count: int) -> tuple[bool, str | None]:
     """Whether ``spec`` can run with this many connected reference images, and if not why."""
     if connected_reference_count < 0:
         raise ValueError("connected_reference_count must not be negative")
@@ -369,25 +323,18 @@ def availability(
     verb = "is" if connected_reference_count == 1 else "are"
     if limit == 0:
         accepts = f"{spec.name} does not accept reference images"
-        action = (
-            "Remove the references" if connected_reference_count > 1 else "Remove it"
-        )
+        action = "Remove the references" if connected_reference_count > 1 else "Remove it"
     else:
         accepts = f"{spec.name} accepts at most {_plural(limit, 'reference image')}"
         action = "Remove a reference"
-    reason = (
-        f"{accepts}; {connected_reference_count} {verb} connected. "
-        f"{action} or pick another model."
-    )
+    reason = f"{accepts}; {connected_reference_count} {verb} connected. {action} or pick another model."
     return False, reason
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def _as_str_tuple(
-    value: object, key: str, problems: list[str]
-) -> tuple[str, ...] | None:
+def _as_str_tuple(value: object, key: str, problems: list[str]) -> tuple[str, ...] | None:
     if isinstance(value, str) or not isinstance(value, Sequence):
         problems.append(f"{key} must be a list of strings")
         return None
@@ -402,7 +349,7 @@ def _as_str_tuple(
 
 def _parse_model(raw: object) -> ModelSpec:
     if not isinstance(raw, Mapping):
-        raise ValueError("must be a mapping of model fields")  # noqa: TRY004 (contract: ValueError)
+        raise ValueError("must be a mapping of model fields")
     problems: list[str] = []
     unknown = sorted(str(k) for k in raw if k not in _MODEL_KEYS)
     if unknown:
@@ -422,9 +369,7 @@ def _parse_model(raw: object) -> ModelSpec:
             problems.append(f"{key} must be a string, got {value!r}")
     max_refs = raw["max_reference_images"]
     if not _is_int(max_refs):
-        problems.append(
-            f"max_reference_images must be a whole number, got {max_refs!r}"
-        )
+        problems.append(f"max_reference_images must be a whole number, got {max_refs!r}")
     resolutions = _as_str_tuple(raw["resolutions"], "resolutions", problems)
     aspect_ratios = _as_str_tuple(raw["aspect_ratios"], "aspect_ratios", problems)
     credits_raw = raw["credits"]
@@ -436,9 +381,7 @@ def _parse_model(raw: object) -> ModelSpec:
             if _is_int(cost):
                 credits[str(res)] = cost
             else:
-                problems.append(
-                    f"credits for {res} must be a whole number, got {cost!r}"
-                )
+                problems.append(f"credits for {res} must be a whole number, got {cost!r}")
     style = raw.get("style", "")
     if style is None:
         style = ""
@@ -482,18 +425,17 @@ def parse_catalog(raw: Mapping[str, object]) -> Catalog:
     found is reported in one :class:`ValueError`, each line naming the model it is about.
     """
     if not isinstance(raw, Mapping):
-        raise ValueError("model catalog must be a mapping with a 'models' list")  # noqa: TRY004
+        raise ValueError("model catalog must be a mapping with a 'models' list")
     unknown_top = sorted(str(k) for k in raw if k != "models")
     if unknown_top:
         raise ValueError(
-            f"model catalog has unknown top-level key(s) {_quoted_list(unknown_top)}; "
-            "only 'models' is allowed"
+            f"model catalog has unknown top-level key(s) {_quoted_list(unknown_top)}; only 'models' is allowed"
         )
     models_raw = raw.get("models")
     if models_raw is None:
         models_raw = []
     if isinstance(models_raw, str | bytes) or not isinstance(models_raw, Sequence):
-        raise ValueError("model catalog 'models' must be a list of models")  # noqa: TRY004
+        raise ValueError("model catalog 'models' must be a list of models")
 
     problems: list[str] = []
     specs: list[ModelSpec] = []
@@ -509,8 +451,7 @@ def parse_catalog(raw: Mapping[str, object]) -> Catalog:
             continue
         if spec.id in first_index:
             problems.append(
-                f"{where}: duplicate model id {spec.id!r} (first defined at "
-                f"models[{first_index[spec.id]}])"
+                f"{where}: duplicate model id {spec.id!r} (first defined at models[{first_index[spec.id]}])"
             )
             continue
         first_index[spec.id] = index

@@ -11,7 +11,7 @@ from easel_shared.clock import utcnow
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
     return Field(
-        default=None if nullable else None,
+        default=None,
         sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
     )
 

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 
-from easel_api.deps import AccountDep, CtxDep
+from easel_api.deps import AccountDep, CtxDep, GenerateRateLimit
 from easel_api.pagination import PageDep, page
 from easel_api.schemas.requests import GenerationCreate, QuoteRequest
 from easel_api.services import generations
@@ -28,7 +28,7 @@ def quote(node_id: str, body: QuoteRequest, ctx: CtxDep, account: AccountDep) ->
     return generations.quote(ctx, account, node_id, body.model_id, body.params)
 
 
-@router.post("/nodes/{node_id}/generations", status_code=202)
+@router.post("/nodes/{node_id}/generations", status_code=202, dependencies=[GenerateRateLimit])
 def create_generation(
     node_id: str,
     body: GenerationCreate,

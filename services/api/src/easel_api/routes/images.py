@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
-from easel_api.deps import AccountDep, CtxDep
+from easel_api.deps import AccountDep, CtxDep, UploadRateLimit
 from easel_api.schemas.requests import CropRequest
 from easel_api.services import images
 from easel_api.upload import read_upload
@@ -14,7 +14,23 @@ from easel_api.upload import read_upload
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/nodes/{node_id}/image")
+_MULTIPART_FILE = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/nodes/{node_id}/image", dependencies=[UploadRateLimit], openapi_extra=_MULTIPART_FILE)
 async def upload_image(node_id: str, request: Request, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
     data = await read_upload(request)
     return await run_in_threadpool(images.upload, ctx, account, node_id, data)

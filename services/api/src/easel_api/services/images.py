@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from easel_api.context import AppContext
-from easel_shared import events, lifecycle
+from easel_shared import lifecycle
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
@@ -120,5 +120,3 @@ def image_url(ctx: AppContext, account: Account, image_id: str, *, thumbnail: bo
     key = image.thumbnail_key if thumbnail else image.storage_key
     return ctx.store.presigned_url(key, expires_in=ctx.settings.presigned_url_ttl_seconds)
 
-
-__all__ = ["crop", "image_url", "node_image_url", "upload", "events"]

@@ -47,7 +47,7 @@ class LeaseLost(Exception):
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 def acquire(rt: Runtime, generation_id: str) -> str | None:
@@ -137,7 +137,7 @@ def run(rt: Runtime, generation_id: str) -> None:
     try:
         timings["queue_wait_ms"] = _ms((snapshot.started_at or utcnow()).timestamp()
                                        - snapshot.created_at.timestamp())
-        data, model_s, storage_s, image = _produce(rt, snapshot, lambda: _cancel_requested(rt, generation_id, hb))
+        model_s, storage_s, image = _produce(rt, snapshot, lambda: _cancel_requested(rt, generation_id, hb))
         timings["model_ms"], timings["storage_ms"] = _ms(model_s), _ms(storage_s)
     except ModelError as exc:
         hb.done.set()
@@ -160,7 +160,7 @@ def run(rt: Runtime, generation_id: str) -> None:
     _settle_succeeded(rt, generation_id, token, image, timings)
 
 
-def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[bytes, float, float, Image]:
+def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, float, Image]:
     spec = rt.catalog.get(gen.model_id)
     if spec is None:
         raise ModelError("model_error", "This model is no longer offered.", transient=False)
@@ -192,7 +192,7 @@ def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[bytes, f
     image = _with_retries(lambda: store_image(rt.store, gen.account_id, data, info, "generation"),
                           STORAGE_TRIES, (TransientStorageError,), lambda: False)
     storage_s += time.perf_counter() - t2
-    return data, model_s, storage_s, image
+    return model_s, storage_s, image
 
 
 def _locked_generation(session: Session, generation_id: str) -> Generation | None:

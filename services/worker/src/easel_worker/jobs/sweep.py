@@ -99,4 +99,4 @@ def _update_gauges(rt: Runtime) -> None:
             total = sum(a.reserved_credits for a in session.exec(select(Account).where(Account.reserved_credits > 0)))
         CREDITS_RESERVED.set(float(total))
     except Exception:
-        pass
+        log.debug("could not update gauges", exc_info=True)

@@ -48,19 +48,14 @@ class ModelError(Exception):
     message: str
     transient: bool
 
-    def __init__(
-        self, code: ModelErrorCode, message: str, transient: bool | None = None
-    ) -> None:
+    def __init__(self, code: ModelErrorCode, message: str, transient: bool | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.transient = _DEFAULT_TRANSIENT[code] if transient is None else transient
 
     def __repr__(self) -> str:
-        return (
-            f"ModelError(code={self.code!r}, message={self.message!r}, "
-            f"transient={self.transient!r})"
-        )
+        return f"ModelError(code={self.code!r}, message={self.message!r}, transient={self.transient!r})"
 
 
 def canceled_error() -> ModelError:
@@ -84,9 +79,7 @@ class GenerationInput:
     def __post_init__(self) -> None:
         object.__setattr__(self, "references", tuple(self.references))
         if self.width < 1 or self.height < 1:
-            raise ValueError(
-                f"image size must be positive, got {self.width}x{self.height}"
-            )
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
         if self.seed < 0:
             raise ValueError(f"seed must not be negative, got {self.seed}")
 

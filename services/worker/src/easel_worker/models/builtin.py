@@ -129,9 +129,7 @@ def _hls(color: RGB) -> tuple[float, float, float]:
     return colorsys.rgb_to_hls(color[0] / 255, color[1] / 255, color[2] / 255)
 
 
-def _shade(
-    color: RGB, lightness: float, sat_scale: float = 1.0, hue_shift: float = 0.0
-) -> RGB:
+def _shade(color: RGB, lightness: float, sat_scale: float = 1.0, hue_shift: float = 0.0) -> RGB:
     h, _, s = _hls(color)
     return _rgb(h + hue_shift, lightness, s * sat_scale)
 
@@ -230,10 +228,7 @@ def _hashed_palette(d: bytes) -> _Palette:
             _rgb(h0, 0.8, s0 * 0.7),
             _rgb(h0, 0.93, s0),
         )
-    accents = tuple(
-        _rgb(h0 + off, 0.45 + (d[5 + i] / 255) * 0.22, s0 + 0.1)
-        for i, off in enumerate(offsets)
-    )
+    accents = tuple(_rgb(h0 + off, 0.45 + (d[5 + i] / 255) * 0.22, s0 + 0.1) for i, off in enumerate(offsets))
     return _Palette(
         dark=dark,
         mid=mid,
@@ -261,9 +256,7 @@ class _Shape:
     color: RGB
 
 
-def _shapes(
-    prompt: str, palette: _Palette, rng: random.Random, box: Box, scale: float
-) -> list[_Shape]:
+def _shapes(prompt: str, palette: _Palette, rng: random.Random, box: Box, scale: float) -> list[_Shape]:
     """One shape per content word: kind, colour and size come from the word, placement
     from the seed. The first word is the large "hero" shape on a rule-of-thirds point."""
     words = [w for w in _words(prompt) if w not in _STOPWORDS][:14]
@@ -286,13 +279,7 @@ def _shapes(
             r = short * (0.2 + d[2] / 255 * 0.08) * scale
             cx, cy = hero_x, hero_y
         else:
-            r = (
-                short
-                * (0.05 + d[2] / 255 * 0.12)
-                * weight
-                * scale
-                * rng.uniform(0.8, 1.2)
-            )
+            r = short * (0.05 + d[2] / 255 * 0.12) * weight * scale * rng.uniform(0.8, 1.2)
             cx = rng.uniform(x0 + 0.08 * bw, x1 - 0.08 * bw)
             cy = rng.uniform(y0 + 0.1 * bh, y1 - 0.1 * bh)
         shapes.append(
@@ -317,9 +304,7 @@ def _star_points(s: _Shape, dx: float, dy: float) -> list[tuple[float, float]]:
     for k in range(2 * n):
         radius = s.r if k % 2 == 0 else s.r * 0.45
         angle = math.radians(s.rotation) + math.pi * k / n
-        points.append(
-            (s.cx + dx + radius * math.cos(angle), s.cy + dy + radius * math.sin(angle))
-        )
+        points.append((s.cx + dx + radius * math.cos(angle), s.cy + dy + radius * math.sin(angle)))
     return points
 
 
@@ -350,9 +335,7 @@ def _draw_shape(
             width=width,
         )
     elif s.kind == "polygon":
-        draw.regular_polygon(
-            (cx, cy, r), s.sides, s.rotation, fill=fill, outline=outline, width=width
-        )
+        draw.regular_polygon((cx, cy, r), s.sides, s.rotation, fill=fill, outline=outline, width=width)
     elif s.kind == "star":
         draw.polygon(_star_points(s, dx, dy), fill=fill, outline=outline, width=width)
     elif s.kind == "half":
@@ -439,16 +422,12 @@ def _gradient(size: tuple[int, int], start: RGB, end: RGB, angle: float) -> Imag
 
 def _vignette(img: Image.Image, strength: float) -> Image.Image:
     mask = Image.radial_gradient("L").resize(img.size, Image.Resampling.BILINEAR)
-    mask = mask.point(
-        [min(255, int(max(0, v - 110) * 1.6 * strength)) for v in range(256)]
-    )
+    mask = mask.point([min(255, int(max(0, v - 110) * 1.6 * strength)) for v in range(256)])
     img.paste((0, 0, 0), (0, 0, *img.size), mask)
     return img
 
 
-def _glows(
-    img: Image.Image, color: RGB, rng: random.Random, count: int, box: Box
-) -> Image.Image:
+def _glows(img: Image.Image, color: RGB, rng: random.Random, count: int, box: Box) -> Image.Image:
     """Soft light spots, blurred at low resolution and scaled up (fast at any size)."""
     w, h = img.size
     small_size = (max(1, w // 8), max(1, h // 8))
@@ -494,9 +473,7 @@ def _decode_reference(data: bytes, index: int) -> Image.Image:
         ) from exc
 
 
-def _card(
-    img: Image.Image, size: tuple[int, int], border: int, bottom: int, color: RGB
-) -> Image.Image:
+def _card(img: Image.Image, size: tuple[int, int], border: int, bottom: int, color: RGB) -> Image.Image:
     """``img`` cover-cropped to ``size`` on a card with a border (instant-photo look)."""
     w, h = size
     photo = ImageOps.fit(img, (max(1, w), max(1, h)), Image.Resampling.LANCZOS)
@@ -613,9 +590,7 @@ class _Caption:
     height: int
 
 
-def _caption_layout(
-    width: int, height: int, prompt: str, label: str
-) -> _Caption | None:
+def _caption_layout(width: int, height: int, prompt: str, label: str) -> _Caption | None:
     """Fonts, wrapped lines and band height of the caption (None if the image is tiny)."""
     if height < 48 or width < 48:
         return None
@@ -640,9 +615,7 @@ def _draw_caption(img: Image.Image, cap: _Caption, palette: _Palette) -> None:
     top = h - cap.height
     draw = ImageDraw.Draw(img, "RGBA")
     draw.rectangle((0, top, w, h), fill=_alpha(palette.ink, 232))
-    draw.line(
-        (0, top, w, top), fill=_alpha(palette.light, 170), width=max(1, cap.size // 14)
-    )
+    draw.line((0, top, w, top), fill=_alpha(palette.light, 170), width=max(1, cap.size // 14))
     y = top + cap.pad * 0.55
     if cap.label:
         draw.text(
@@ -717,9 +690,7 @@ def _paint_sketch(sc: _Scene) -> Image.Image:
             continue
         jitter = stroke * 2.0
         _paint(img, s, pal.ink, 235, filled=False, width=stroke)
-        _paint(
-            img, s, pal.ink, 100, filled=False, width=stroke, offset=(jitter, -jitter)
-        )
+        _paint(img, s, pal.ink, 100, filled=False, width=stroke, offset=(jitter, -jitter))
 
     if sc.references:
         n = len(sc.references)
@@ -824,10 +795,7 @@ def _pattern_card(size: tuple[int, int], color: RGB, pattern: str) -> Image.Imag
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
     else:  # chevrons
         for yy in range(-step, h + step, step):
-            points = [
-                (xx, yy + (step / 2 if (xx // step) % 2 else 0))
-                for xx in range(0, w + step, step)
-            ]
+            points = [(xx, yy + (step / 2 if (xx // step) % 2 else 0)) for xx in range(0, w + step, step)]
             draw.line(points, fill=ink, width=max(1, step // 4), joint="curve")
     return card
 
@@ -905,19 +873,13 @@ def render(
     """
     painter = _PAINTERS.get(style)
     if painter is None:
-        raise ModelError(
-            "model_error", f"The built-in renderer has no style {style!r}."
-        )
+        raise ModelError("model_error", f"The built-in renderer has no style {style!r}.")
     palette = _palette(prompt)
-    layout_seed = _digest(
-        "layout", style, prompt, str(seed), f"{width}x{height}", *reference_digests
-    )
+    layout_seed = _digest("layout", style, prompt, str(seed), f"{width}x{height}", *reference_digests)
     rng = random.Random(int.from_bytes(layout_seed, "big"))
     caption = _caption_layout(width, height, prompt, label)
     art_bottom = height - (caption.height if caption else 0)
-    scene = _Scene(
-        width, height, (0, 0, width, art_bottom), palette, rng, prompt, references
-    )
+    scene = _Scene(width, height, (0, 0, width, art_bottom), palette, rng, prompt, references)
     img = painter(scene)
     if caption is not None:
         _draw_caption(img, caption, palette)
@@ -959,9 +921,7 @@ class BuiltinProvider:
             raise ModelError("content_rejected", BLOCKED_MESSAGE, transient=False)
         cancellable_sleep(self.latency_ms / 1000, should_cancel)
 
-        references = [
-            _decode_reference(data, i) for i, data in enumerate(inp.references, 1)
-        ]
+        references = [_decode_reference(data, i) for i, data in enumerate(inp.references, 1)]
         img = render(
             inp.prompt,
             inp.width,
@@ -970,9 +930,7 @@ class BuiltinProvider:
             references,
             style=spec.style,
             label=f"{spec.name} \u00b7 seed {inp.seed}",
-            reference_digests=[
-                hashlib.sha256(data).digest() for data in inp.references
-            ],
+            reference_digests=[hashlib.sha256(data).digest() for data in inp.references],
         )
         out = io.BytesIO()
         img.save(out, format="PNG", compress_level=6)

@@ -32,9 +32,7 @@ _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _IMAGE_FORMATS: Final = ["PNG", "JPEG", "WEBP"]
 _MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 _MAX_DETAIL_CHARS: Final = 300
-_DEFAULT_REJECTION: Final = (
-    "The model refused this prompt: it contains blocked content."
-)
+_DEFAULT_REJECTION: Final = "The model refused this prompt: it contains blocked content."
 
 
 class HttpProvider:
@@ -72,9 +70,7 @@ class HttpProvider:
 
     # ------------------------------------------------------------------ internals
 
-    def _generate(
-        self, client: httpx.Client, inp: GenerationInput, should_cancel: CancelCheck
-    ) -> bytes:
+    def _generate(self, client: httpx.Client, inp: GenerationInput, should_cancel: CancelCheck) -> bytes:
         spec = inp.model
         if not spec.endpoint:
             raise ModelError("model_error", f"{spec.name} has no endpoint configured.")
@@ -83,9 +79,7 @@ class HttpProvider:
             "width": inp.width,
             "height": inp.height,
             "seed": inp.seed,
-            "references": [
-                base64.b64encode(ref).decode("ascii") for ref in inp.references
-            ],
+            "references": [base64.b64encode(ref).decode("ascii") for ref in inp.references],
             "model": spec.id,
         }
         last_error: ModelError | None = None
@@ -111,9 +105,7 @@ class HttpProvider:
                 )
                 continue
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise ModelError(
-                    "model_error", f"{spec.name} has an invalid endpoint URL."
-                ) from exc
+                raise ModelError("model_error", f"{spec.name} has an invalid endpoint URL.") from exc
             except httpx.TransportError:
                 last_error = ModelError(
                     "model_unavailable",
@@ -190,25 +182,15 @@ def _permanent_status_error(name: str, response: httpx.Response) -> ModelError:
     status = response.status_code
     body = _json_body(response)
     detail = _detail(body)
-    if (
-        400 <= status < 500
-        and body is not None
-        and body.get("code") == "content_rejected"
-    ):
-        return ModelError(
-            "content_rejected", detail or _DEFAULT_REJECTION, transient=False
-        )
+    if 400 <= status < 500 and body is not None and body.get("code") == "content_rejected":
+        return ModelError("content_rejected", detail or _DEFAULT_REJECTION, transient=False)
     message = f"{name} rejected the request (HTTP {status})"
-    return ModelError(
-        "model_error", f"{message}: {detail}" if detail else f"{message}."
-    )
+    return ModelError("model_error", f"{message}: {detail}" if detail else f"{message}.")
 
 
 def _image_from(response: httpx.Response, inp: GenerationInput) -> bytes:
     name = inp.model.name
-    content_type = (
-        response.headers.get("content-type", "").split(";")[0].strip().lower()
-    )
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if len(response.content) > _MAX_RESPONSE_BYTES:
         raise ModelError("model_error", f"{name} returned an image that is too large.")
     if content_type.startswith("image/"):
@@ -223,9 +205,7 @@ def _image_from(response: httpx.Response, inp: GenerationInput) -> bytes:
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ModelError(
-                "model_error", f"{name} returned an unreadable image."
-            ) from exc
+            raise ModelError("model_error", f"{name} returned an unreadable image.") from exc
     return _as_png(data, inp.width, inp.height, name)
 
 
@@ -235,22 +215,12 @@ def _as_png(data: bytes, width: int, height: int, name: str) -> bytes:
     try:
         with Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS) as img:
             img.load()
-            if (
-                img.format == "PNG"
-                and img.size == (width, height)
-                and data.startswith(_PNG_SIGNATURE)
-            ):
+            if img.format == "PNG" and img.size == (width, height) and data.startswith(_PNG_SIGNATURE):
                 return data
-            mode = (
-                "RGBA"
-                if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-                else "RGB"
-            )
+            mode = "RGBA" if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else "RGB"
             converted = img.convert(mode)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ModelError(
-            "model_error", f"{name} returned an unreadable image."
-        ) from exc
+        raise ModelError("model_error", f"{name} returned an unreadable image.") from exc
     if converted.size != (width, height):
         converted = ImageOps.fit(converted, (width, height), Image.Resampling.LANCZOS)
     out = io.BytesIO()

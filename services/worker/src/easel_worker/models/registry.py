@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from easel_shared.domain.catalog import ModelSpec
-
 from easel_worker.models.base import ImageProvider
 from easel_worker.models.builtin import BuiltinProvider
 from easel_worker.models.http import HttpProvider
@@ -13,9 +12,7 @@ from easel_worker.models.http import HttpProvider
 __all__ = ["provider_for"]
 
 
-def provider_for(
-    spec: ModelSpec, *, latency_ms: int, blocked_words: Sequence[str]
-) -> ImageProvider:
+def provider_for(spec: ModelSpec, *, latency_ms: int, blocked_words: Sequence[str]) -> ImageProvider:
     """The provider that runs ``spec``.
 
     ``latency_ms`` and ``blocked_words`` configure the built-in models (simulated

@@ -1,0 +1,258 @@
+"""The retention relay: turns `image.retain` outbox events into library assets.
+
+When the api deletes an image node or a board (or the worker finishes a generation whose node is
+gone), it writes an `image.retain` row into the `outbox_events` table in the *same* transaction
+as the change. This consumer polls that table every `outbox_poll_seconds`, and for each event
+copies the image's bytes to asset-owned keys and inserts the `Asset` row.
+
+Because the outbox lives in the database, nothing is lost while a part is down: if the assets
+service, Redis or the worker was unavailable at deletion time, the event simply waits in the
+table and the asset appears on the first poll after this service is back. Redis is not used here
+at all.
+
+Delivery is at least once (a crash between copying and committing, a duplicated event, two
+replicas), so handling is idempotent: the asset id comes from the event, an existing asset means
+"already done", and storage keys are derived from the asset id, so a retry overwrites the same
+objects instead of leaking new ones. With several replicas, PostgreSQL's `FOR UPDATE SKIP LOCKED`
+keeps two relays off the same row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+from sqlmodel import Session
+
+from easel_assets.context import AppContext
+from easel_assets.services.library import asset_keys
+from easel_shared.db import session_scope
+from easel_shared.models import Asset, Image, OutboxEvent
+from easel_shared.outbox import RETAIN_IMAGE, claim_batch, mark_done, mark_failed
+from easel_shared.storage import ObjectNotFound, StorageError
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 50
+
+RETENTION_EVENTS = Counter(
+    "easel_assets_retention_events_total",
+    "image.retain events handled, by outcome",
+    ["outcome"],  # created | duplicate | retry | dead_letter
+)
+
+
+class _Unrecoverable(Exception):
+    """The event can never succeed (malformed payload, image or its bytes gone)."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    asset_id: str
+    account_id: str
+    image: Image
+    storage_key: str
+    thumbnail_key: str
+    board_id: str | None
+    node_id: str | None
+    reason: str
+
+    def asset(self) -> Asset:
+        return Asset(
+            id=self.asset_id,
+            account_id=self.account_id,
+            storage_key=self.storage_key,
+            thumbnail_key=self.thumbnail_key,
+            content_type=self.image.content_type,
+            width=self.image.width,
+            height=self.image.height,
+            size_bytes=self.image.size_bytes,
+            source=self.image.source,
+            origin_board_id=self.board_id,
+            origin_node_id=self.node_id,
+            origin_reason=self.reason,
+            image_created_at=self.image.created_at,
+        )
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _locked_event(session: Session, event_id: int) -> OutboxEvent | None:
+    """The event, locked for this transaction; None while another relay holds it."""
+    return session.get(OutboxEvent, event_id, with_for_update={"skip_locked": True})
+
+
+def _plan(session: Session, event: OutboxEvent) -> _Plan | None:
+    """What to copy and insert, or None when the asset already exists (a repeated event)."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    asset_id, image_id = _optional_str(payload.get("asset_id")), _optional_str(payload.get("image_id"))
+    reason = _optional_str(payload.get("reason"))
+    if asset_id is None or image_id is None or reason is None:
+        raise _Unrecoverable(f"malformed payload: {payload!r}")
+    if session.get(Asset, asset_id) is not None:
+        return None
+    image = session.get(Image, image_id)
+    if image is None or image.account_id != event.account_id:
+        raise _Unrecoverable(f"image {image_id} not found")
+    key, thumb = asset_keys(event.account_id, asset_id, image)
+    return _Plan(
+        asset_id=asset_id,
+        account_id=event.account_id,
+        image=image,
+        storage_key=key,
+        thumbnail_key=thumb,
+        board_id=_optional_str(payload.get("board_id")),
+        node_id=_optional_str(payload.get("node_id")),
+        reason=reason,
+    )
+
+
+def _give_up(ctx: AppContext, event_id: int, error: str) -> bool:
+    """Dead-letter: processed, with `last_error` kept for whoever investigates."""
+    with session_scope(ctx.engine) as session:
+        event = _locked_event(session, event_id)
+        if event is None or event.processed_at is not None:
+            return False
+        mark_failed(session, event, error)
+        mark_done(session, event)
+    RETENTION_EVENTS.labels("dead_letter").inc()
+    log.error("retention event %s cannot be processed and was set aside: %s", event_id, error)
+    return True
+
+
+def _handle(ctx: AppContext, event_id: int) -> bool:
+    """Process one event; True when it is settled (processed) by this call.
+
+    Three short transactions rather than one long one: the copy talks to object storage, and
+    holding a database transaction across that (on SQLite: the database's single write lock)
+    would stall the api whenever storage is slow.
+    """
+    with session_scope(ctx.engine) as session:
+        event = _locked_event(session, event_id)
+        if event is None or event.processed_at is not None:
+            return False  # another relay has it, or already finished it
+        try:
+            plan = _plan(session, event)
+        except _Unrecoverable as exc:
+            error = str(exc)
+            plan = None
+        else:
+            error = ""
+            if plan is None:
+                mark_done(session, event)
+                RETENTION_EVENTS.labels("duplicate").inc()
+                log.info("retention event %s: asset already exists", event_id)
+                return True
+    if plan is None:
+        return _give_up(ctx, event_id, error)
+
+    # Assets own their bytes: a server-side copy under asset keys, never a shared reference to
+    # the node's image objects. Deleting an asset then removes its bytes for good without ever
+    # breaking a node that shows the same image (placing an asset copies again, the other way),
+    # and neither node images nor assets need reference counting. The price is storage for the
+    # duplicate, which a server-side copy makes cheap in time and bandwidth.
+    try:
+        ctx.store.copy(plan.image.storage_key, plan.storage_key)
+        ctx.store.copy(plan.image.thumbnail_key, plan.thumbnail_key)
+    except ObjectNotFound as exc:
+        return _give_up(ctx, event_id, f"image bytes missing: {exc}")
+    except StorageError as exc:
+        with session_scope(ctx.engine) as session:
+            event = _locked_event(session, event_id)
+            if event is not None and event.processed_at is None:
+                mark_failed(session, event, f"storage: {exc}")
+        RETENTION_EVENTS.labels("retry").inc()
+        log.warning("retention event %s: storage failed, will retry: %s", event_id, exc)
+        return False
+
+    with session_scope(ctx.engine) as session:
+        event = _locked_event(session, event_id)
+        if event is None:
+            return False  # another relay is finishing it; it writes the very same keys
+        if event.processed_at is not None:
+            if session.get(Asset, plan.asset_id) is None:
+                # Finished elsewhere and already deleted by its owner while we copied: our copy
+                # would be bytes no asset points at.
+                _delete_quietly(ctx, plan.storage_key, plan.thumbnail_key)
+            return False
+        if session.get(Asset, plan.asset_id) is None:
+            session.add(plan.asset())
+            outcome = "created"
+        else:
+            outcome = "duplicate"
+        mark_done(session, event)
+    RETENTION_EVENTS.labels(outcome).inc()
+    log.info("retention event %s: asset %s %s (%s)", event_id, plan.asset_id, outcome, plan.reason)
+    return True
+
+
+def _delete_quietly(ctx: AppContext, *keys: str) -> None:
+    for key in keys:
+        try:
+            ctx.store.delete(key)
+        except StorageError as exc:
+            log.warning("could not remove orphaned asset object %s: %s", key, exc)
+
+
+def _pass(ctx: AppContext, limit: int, stop: threading.Event | None) -> tuple[int, int]:
+    with session_scope(ctx.engine) as session:
+        # Discovery only: each event is then locked again, and worked on, in its own transactions.
+        ids = [e.id for e in claim_batch(session, RETAIN_IMAGE, limit) if e.id is not None]
+    settled = 0
+    for event_id in ids:
+        if stop is not None and stop.is_set():
+            break
+        try:
+            settled += _handle(ctx, event_id)
+        except Exception:
+            # A database hiccup or a bug in one event must not stop the others.
+            log.exception("retention event %s failed; it stays queued", event_id)
+    return len(ids), settled
+
+
+def process_pending(ctx: AppContext, *, limit: int = BATCH_SIZE, stop: threading.Event | None = None) -> int:
+    """One pass over pending `image.retain` events; returns how many were settled."""
+    return _pass(ctx, limit, stop)[1]
+
+
+class RetentionConsumer:
+    """Runs `process_pending` on a background thread until `stop()`."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="easel-retention-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("retention consumer did not stop within %.0fs", timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        interval = self.ctx.settings.outbox_poll_seconds
+        log.info("retention consumer started (every %.2fs)", interval)
+        while not self._stop.is_set():
+            busy = False
+            try:
+                claimed, settled = _pass(self.ctx, BATCH_SIZE, self._stop)
+                # A full batch that all went through: more may be waiting, go again at once.
+                busy = claimed == BATCH_SIZE and settled == claimed
+            except Exception:
+                log.exception("retention pass failed; retrying in %.2fs", interval)
+            if not busy:
+                self._stop.wait(interval)
+        log.info("retention consumer stopped")

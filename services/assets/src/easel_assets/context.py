@@ -1,0 +1,48 @@
+"""Everything a request or the retention consumer needs, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.engine import Engine
+
+from easel_shared.db import get_engine
+from easel_shared.redis_client import get_redis
+from easel_shared.settings import Settings
+from easel_shared.storage import ObjectStore, build_object_store
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    # Only /readyz uses Redis: the library and the consumer work without it (the outbox lives in
+    # the database), but the shared health contract names Redis for every service.
+    redis: redis.Redis
+    store: ObjectStore
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.assets_public_url.rstrip("/")
+
+
+def build_context(settings: Settings) -> AppContext:
+    return AppContext(
+        settings=settings,
+        engine=get_engine(settings.database_url),
+        redis=get_redis(settings.redis_url),
+        store=build_object_store(
+            backend=settings.storage_backend,
+            local_dir=settings.local_storage_dir,
+            signing_secret=settings.url_signing_secret,
+            # With the local backend, signed links point at this service's own /v1/files route.
+            public_base_url=settings.assets_public_url.rstrip("/"),
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_bucket=settings.s3_bucket,
+            s3_region=settings.s3_region,
+            s3_access_key_id=settings.s3_access_key_id,
+            s3_secret_access_key=settings.s3_secret_access_key,
+            s3_public_endpoint_url=settings.s3_public_endpoint_url,
+        ),
+    )
