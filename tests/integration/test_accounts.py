@@ -225,3 +225,21 @@ def test_ledger_pagination(stack: Stack) -> None:
     # An exact-fit page says there is nothing more.
     exact = acct.client.get("/v1/account/ledger", params={"limit": 6}).json()
     assert len(exact["items"]) == 6 and exact["next_cursor"] is None
+
+
+def test_values_the_database_cannot_hold_are_not_server_errors(stack: Stack, account: Account) -> None:
+    """A NUL character is refused by PostgreSQL: the request is at fault (422), never a 500."""
+    c = account.client
+    board = c.post("/v1/boards", json={"name": "nul"}).json()
+    requests = [
+        ("POST", "/v1/boards", {"json": {"name": "a\u0000b"}}),
+        ("POST", f"/v1/boards/{board['id']}/nodes", {"json": {"kind": "text", "text": "nul\u0000"}}),
+        ("GET", "/v1/nodes/nod_%00x", {}),
+        ("GET", "/v1/boards", {"params": {"cursor": "\u0000"}}),
+        ("GET", "/v1/account/ledger", {"params": {"cursor": "led_\u0000"}}),
+    ]
+    for method, path, kwargs in requests:
+        r = stack.client(account.api_key).request(method, path, **kwargs)
+        assert r.status_code < 500, (path, r.text)
+        if r.status_code == 422:
+            assert r.json()["error"]["code"] == "validation_error"

@@ -4,6 +4,7 @@ own assets, and assets own their bytes independently of the nodes that show the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from sqlmodel import select
 from easel_shared.db import session_scope
 from easel_shared.models import Asset, OutboxEvent
 from easel_shared.outbox import RETAIN_IMAGE
+from easel_shared.storage import TransientStorageError
 from tests.fixtures.stack import Account, Stack, png_bytes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,9 +45,7 @@ def image_node(client: httpx.Client, board_id: str) -> dict[str, Any]:
     return body
 
 
-def uploaded_node(
-    client: httpx.Client, board_id: str, color: tuple[int, int, int] = (200, 30, 30)
-) -> dict[str, Any]:
+def uploaded_node(client: httpx.Client, board_id: str, color: tuple[int, int, int] = (200, 30, 30)) -> dict[str, Any]:
     node = image_node(client, board_id)
     r = client.post(f"/v1/nodes/{node['id']}/image", files={"file": ("x.png", png_bytes(color=color), "image/png")})
     assert r.status_code == 200, r.text
@@ -238,6 +238,34 @@ def test_a_duplicate_retention_event_makes_one_asset(stack: Stack, account: Acco
     assert listed_ids(lib) == [asset_id]
 
 
+def test_a_late_duplicate_never_brings_a_deleted_asset_back(
+    stack: Stack, account: Account, board: dict[str, Any]
+) -> None:
+    c, lib = account.client, library(stack, account)
+    asset_id = delete_node(c, uploaded_node(c, board["id"])["id"])
+    wait_asset(lib, asset_id)
+    assert lib.delete(f"/v1/assets/{asset_id}").status_code == 204
+
+    with session_scope(stack.engine) as session:
+        [original] = [
+            e for e in session.exec(select(OutboxEvent).where(OutboxEvent.account_id == account.id)).all()
+            if e.payload.get("asset_id") == asset_id
+        ]
+        duplicate = OutboxEvent(topic=RETAIN_IMAGE, account_id=account.id, payload=dict(original.payload))
+        session.add(duplicate)
+        session.flush()
+        duplicate_id = duplicate.id
+
+    def settled() -> bool:
+        with session_scope(stack.engine) as session:
+            event = session.get(OutboxEvent, duplicate_id)
+            return event is not None and event.processed_at is not None
+
+    wait_for(settled, what="the late duplicate to be processed")
+    assert lib.get(f"/v1/assets/{asset_id}").status_code == 404
+    assert asset_id not in listed_ids(lib)
+
+
 # -- the library API --------------------------------------------------------------------------- #
 
 
@@ -341,3 +369,72 @@ def test_list_is_newest_first_and_pages_by_cursor(stack: Stack, account: Account
         r = lib.get("/v1/assets", params={"limit": bad})
         assert r.status_code == 422, r.text
         assert r.json()["error"]["code"] == "validation_error"
+
+
+class _BrokenStore:
+    """Object storage that refuses every copy, as during an outage."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        raise TransientStorageError("storage is down")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.slow
+def test_storage_failures_are_retried_and_hopeless_events_set_aside(
+    stack: Stack, account: Account, board: dict[str, Any]
+) -> None:
+    from easel_assets.consumer import process_pending
+    from easel_assets.context import build_context
+
+    assert stack.stop_assets is not None and stack.start_assets is not None
+    c, lib = account.client, library(stack, account)
+    node = uploaded_node(c, board["id"])
+    original = node_bytes(c, node["id"])
+    healthy = build_context(stack.settings)
+    broken = dataclasses.replace(healthy, store=_BrokenStore(healthy.store))
+
+    stack.stop_assets()  # this test drives the relay itself
+    try:
+        asset_id = delete_node(c, node["id"])
+        with session_scope(stack.engine) as session:
+            hopeless = OutboxEvent(
+                topic=RETAIN_IMAGE,
+                account_id=account.id,
+                payload={
+                    "asset_id": "ast_hopeless" + account.id,
+                    "image_id": "img_missing",
+                    "board_id": board["id"],
+                    "node_id": "nod_gone",
+                    "reason": "node_deleted",
+                },
+            )
+            session.add(hopeless)
+            session.flush()
+            hopeless_id = hopeless.id
+
+        def event_for(asset: str) -> OutboxEvent:
+            with session_scope(stack.engine) as session:
+                rows = session.exec(select(OutboxEvent).where(OutboxEvent.account_id == account.id)).all()
+                [row] = [e for e in rows if e.payload.get("asset_id") == asset]
+                return row
+
+        assert process_pending(broken) == 1  # only the hopeless one is settled
+        failed = event_for(asset_id)
+        assert failed.processed_at is None and failed.attempts == 1 and "storage is down" in (failed.last_error or "")
+        assert asset_row(stack, asset_id) is None
+        with session_scope(stack.engine) as session:
+            set_aside = session.get(OutboxEvent, hopeless_id)
+            assert set_aside is not None and set_aside.processed_at is not None and set_aside.last_error
+
+        assert process_pending(healthy) == 1
+        assert event_for(asset_id).processed_at is not None
+        assert asset_row(stack, asset_id) is not None
+    finally:
+        stack.start_assets()
+    assert follow(lib, f"/v1/assets/{asset_id}/content").content == original
+    assert listed_ids(lib) == [asset_id]

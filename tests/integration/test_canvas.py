@@ -147,6 +147,9 @@ def test_text_length_limit(account: Account, board: dict[str, Any]) -> None:
     assert error_code(r, 422) == "validation_error"
     assert error_code(c.patch(f"/v1/nodes/{ok['id']}", json={"text": "y" * 5001}), 422) == "validation_error"
     assert get_node(c, ok["id"])["text"] == "x" * 5000
+    # The limit counts characters, not bytes.
+    wide = new_node(c, board["id"], "text", text="🦊" * 5000)
+    assert get_node(c, wide["id"])["text"] == "🦊" * 5000
 
 
 @pytest.mark.parametrize(
@@ -391,3 +394,31 @@ def test_concurrent_identical_edges(stack: Stack, account: Account, board: dict[
     dup = next(r for r in results if r.status_code == 409)
     assert dup.json()["error"]["code"] == "duplicate_connection"
     assert len(account.client.get(f"/v1/boards/{board['id']}").json()["edges"]) == 1
+
+
+@pytest.mark.parametrize(("what", "ok"), [("node", 200), ("edge", 204), ("board", 204)])
+def test_concurrent_deletes(stack: Stack, account: Account, what: str, ok: int) -> None:
+    """The first delete wins; the others find nothing (never a 500, never a second success)."""
+    for _ in range(3):
+        board = account.client.post("/v1/boards", json={"name": "race"}).json()
+        a, b = new_node(account.client, board["id"], "image"), new_node(account.client, board["id"], "image")
+        upload(account.client, a["id"])
+        e = edge(account.client, board["id"], a["id"], b["id"])
+        path = {"node": f"/v1/nodes/{a['id']}", "edge": f"/v1/edges/{e['id']}", "board": f"/v1/boards/{board['id']}"}
+        clients = [stack.client(account.api_key) for _ in range(4)]
+        results = race([lambda c=c: c.delete(path[what]) for c in clients])
+        assert sorted(r.status_code for r in results) == [ok, 404, 404, 404], [r.text for r in results]
+
+
+def test_patch_racing_a_delete(stack: Stack, account: Account, board: dict[str, Any]) -> None:
+    for _ in range(5):
+        node = new_node(account.client, board["id"], "text", text="t")
+        clients = [stack.client(account.api_key) for _ in range(4)]
+        calls = [lambda: clients[0].delete(f"/v1/nodes/{node['id']}")] + [
+            (lambda c=c, i=i: c.patch(f"/v1/nodes/{node['id']}", json={"text": f"edit {i}"}))
+            for i, c in enumerate(clients[1:])
+        ]
+        results = race(calls)
+        assert results[0].status_code == 200, results[0].text
+        assert {r.status_code for r in results[1:]} <= {200, 404}, [r.text for r in results[1:]]
+        assert error_code(account.client.get(f"/v1/nodes/{node['id']}"), 404) == "not_found"

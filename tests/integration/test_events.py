@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -256,17 +257,27 @@ def test_worker_events_reach_another_api_process(stack: Stack, account: Account,
     assert node_updates(events, up["id"])[-1]["status"] == "ready"
 
 
-def test_stopping_the_api_ends_open_streams(stack: Stack, account: Account, board: dict) -> None:
+@pytest.fixture
+def own_api(stack: Stack) -> Iterator[tuple[Any, ServerThread]]:
     from easel_api.main import create_app
 
     app = create_app(stack.settings)
     server = ServerThread(app, free_port())
     server.start()
+    try:
+        yield app, server
+    finally:
+        server.stop()
+
+
+def test_stopping_the_api_ends_open_streams(stack: Stack, account: Account, board: dict,
+                                            own_api: tuple[Any, ServerThread]) -> None:
+    app, server = own_api
     clients = [sse(server.url, board, account).start() for _ in range(3)]
     try:
         for client in clients:
             client.wait_for_type("board.snapshot")
-        assert len(app.state.hub.readers) == 1
+        assert list(app.state.hub.readers) == [board["id"]]
         server.stop()
         assert not server.thread.is_alive()
         for client in clients:
@@ -275,4 +286,68 @@ def test_stopping_the_api_ends_open_streams(stack: Stack, account: Account, boar
     finally:
         for client in clients:
             client.close()
-        server.stop()
+
+
+def test_idle_streams_get_keep_alives(stack: Stack, account: Account, board: dict,
+                                      own_api: tuple[Any, ServerThread], monkeypatch: pytest.MonkeyPatch) -> None:
+    from easel_api.routes import events as events_route
+
+    _, server = own_api
+    monkeypatch.setattr(events_route, "KEEPALIVE_SECONDS", 0.2)
+    with sse(server.url, board, account) as client:
+        client.wait_for_type("board.snapshot")
+        wait_for(lambda: client.comments >= 3, timeout=10, what="keep-alive comments")
+        node = account.client.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "text"}).json()
+        client.wait_for_type("node.created", id=node["id"])
+        assert not client.ended
+
+
+def test_closing_the_hub_ends_streams_cleanly(stack: Stack, account: Account, board: dict,
+                                              own_api: tuple[Any, ServerThread]) -> None:
+    """What a server calls when its shutdown begins: every stream ends with a complete response
+    (so clients reconnect at once, elsewhere, with their Last-Event-ID)."""
+    app, server = own_api
+    clients = [sse(server.url, board, account).start() for _ in range(3)]
+    try:
+        for client in clients:
+            client.wait_for_type("board.snapshot")
+        loop = server.server.servers[0].get_loop()
+        asyncio.run_coroutine_threadsafe(app.state.hub.close(), loop).result(10)
+        for client in clients:
+            assert client.wait_ended(10), "stream still open after the hub closed"
+            assert client.error is None, client.error
+        assert app.state.hub.readers == {}
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_connecting_to_a_generating_node_updates_the_new_upstream(stack: Stack, account: Account, board: dict,
+                                                                  slow_model: None) -> None:
+    """An image node may not generate while a node it feeds does: linking it to a busy node (and
+    unlinking it) changes its generate state at once, not when the busy node finishes."""
+    c, b = account.client, board["id"]
+    busy = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
+    c.patch(f"/v1/nodes/{busy['id']}", json={"prompt": "a red kite"})
+    feeder = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
+    c.patch(f"/v1/nodes/{feeder['id']}", json={"prompt": "a blue kite"})
+    with sse(stack.api_url, board, account) as client:
+        client.wait_for_type("board.snapshot")
+        gen = generate(account, busy["id"])
+        client.wait_for_type("generation.started", id=gen["id"])
+        edge = c.post(f"/v1/boards/{b}/edges", json={"source_node_id": feeder["id"], "target_node_id": busy["id"]})
+        assert edge.status_code == 201, edge.text
+        linked = c.get(f"/v1/nodes/{feeder['id']}").json()["generate"]
+        assert c.delete(f"/v1/edges/{edge.json()['id']}").status_code == 204
+        unlinked = c.get(f"/v1/nodes/{feeder['id']}").json()["generate"]
+        client.wait_for_type("generation.succeeded", timeout=60, id=gen["id"])
+        events = client.events
+    assert linked["reason_code"] == "downstream_in_progress" and unlinked["enabled"] is True
+    kinds = [e.event for e in events]
+    created, deleted = kinds.index("edge.created"), kinds.index("edge.deleted")
+    finished = kinds.index("generation.succeeded")
+    assert created < deleted < finished, "the generation ended too early for this test"
+    feeder_states = [(i, e.data["generate"]) for i, e in enumerate(events)
+                     if e.event == "node.updated" and e.data["id"] == feeder["id"]]
+    assert any(created < i < deleted and g == linked for i, g in feeder_states), feeder_states
+    assert any(deleted < i < finished and g == unlinked for i, g in feeder_states), feeder_states

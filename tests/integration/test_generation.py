@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from sqlmodel import Session, select
 
-from tests.fixtures.generation import (  # noqa: F401  (fixtures)
+from easel_shared.models import Image, OutboxEvent
+from easel_shared.outbox import RETAIN_IMAGE
+from tests.fixtures.generation import (
     PARAMS_1K,
     SKETCH,
     STUDIO,
     accepted,
     balance,
-    blocked_words,
     connect,
     get_gen,
     image_node,
     ledger_kinds,
     node,
     queue_length,
-    slow_model,
     stored_image,
     text_node,
     upload,
@@ -235,3 +237,48 @@ def test_upload_to_a_generating_node_cancels_the_generation(account: Account, bo
     assert node(c, n["id"])["image"]["id"] == uploaded
     assert get_gen(c, gen["id"])["status"] == "canceled"
     assert ledger_kinds(c, gen["id"]) == ["reserve", "release"]
+
+
+class _VendorThatCannotStop:
+    """A remote model whose call cannot be interrupted: it answers when the test lets it."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def generate(self, inp: Any, *, should_cancel: Any) -> bytes:
+        from easel_worker.models.builtin import BuiltinProvider
+
+        assert self.release.wait(60)
+        return BuiltinProvider().generate(inp, should_cancel=lambda: False)
+
+
+def test_a_result_arriving_after_its_node_was_deleted_is_kept_for_the_library(
+    stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from easel_worker.jobs import generation as job
+
+    release = threading.Event()
+    monkeypatch.setattr(job, "provider_for", lambda spec, **_: _VendorThatCannotStop(release))
+    c = account.client
+    n = image_node(c, board["id"], prompt="a message in a bottle")
+    before = balance(c)
+    gen = accepted(c, n["id"])
+    try:
+        wait_status(c, gen["id"], "running")
+        r = c.delete(f"/v1/nodes/{n['id']}")
+        assert r.status_code == 200, r.text
+        assert r.json()["asset_id"] is None
+        assert get_gen(c, gen["id"])["status"] == "canceled"
+        assert balance(c) == before
+    finally:
+        release.set()
+    worker_idle()
+    done = get_gen(c, gen["id"])
+    assert done["status"] == "canceled" and done["image_id"], done
+    assert ledger_kinds(c, gen["id"]) == ["reserve", "release"]
+    with Session(stack.engine) as session:
+        image = session.get(Image, done["image_id"])
+        events = session.exec(select(OutboxEvent).where(OutboxEvent.topic == RETAIN_IMAGE)).all()
+    assert image is not None and stack.store.exists(image.storage_key)
+    kept = [e.payload for e in events if e.payload.get("image_id") == image.id]
+    assert len(kept) == 1 and kept[0]["reason"] == "late_result" and kept[0]["node_id"] == n["id"]

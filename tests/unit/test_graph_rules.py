@@ -154,7 +154,8 @@ def test_upstream_text_in_connection_order() -> None:
         (False, False, True, "a cat", [], "downstream_in_progress"),
         (False, False, False, "", [], "prompt_required"),
         (False, False, False, "   \n\t", [], "prompt_required"),
-        (False, False, False, "", ["  ", ""], "prompt_required"),
+        # A connected Text Node enables Generate even while its text is empty (product rule).
+        (False, False, False, "", ["  ", ""], None),
         (False, False, False, "a cat", [], None),
         (False, False, False, "", ["a whale"], None),
         (False, False, False, " ", ["", "a whale"], None),

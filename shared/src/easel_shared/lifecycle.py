@@ -23,9 +23,11 @@ def signal_cancel(client: redis.Redis, generation_id: str) -> None:
         pass
 
 
-def stage_node_and_downstream(session: Session, board_id: str, node_id: str, base_url: str) -> None:
+def stage_node_and_downstream(session: Session, board_id: str, node_id: str, base_url: str,
+                              graph: BoardGraph | None = None) -> None:
+    """`graph`: one the caller already holds, when it reflects every change it made (saves reloading)."""
     session.flush()
-    graph = BoardGraph(session, board_id, base_url)
+    graph = graph or BoardGraph(session, board_id, base_url)
     if node_id not in graph.nodes:
         return
     events.stage(session, board_id, "node.updated", graph.node_view(node_id))

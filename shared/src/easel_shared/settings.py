@@ -30,8 +30,10 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     presigned_url_ttl_seconds: int = Field(default=300, ge=10, le=3600)
 
-    admin_token: str = Field(min_length=16)
-    url_signing_secret: str = Field(min_length=16)
+    # Required by the services that use them (see REQUIRED_BY_SERVICE), optional elsewhere: the
+    # worker never checks admin tokens, the migration job needs only the database.
+    admin_token: str | None = Field(default=None, min_length=16)
+    url_signing_secret: str | None = Field(default=None, min_length=16)
 
     api_port: int = Field(default=8000, ge=1, le=65535)
     assets_port: int = Field(default=8001, ge=1, le=65535)
@@ -96,10 +98,27 @@ def describe_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+REQUIRED_BY_SERVICE: dict[str, tuple[str, ...]] = {
+    "api": ("admin_token", "url_signing_secret"),
+    "assets": ("url_signing_secret",),
+    "worker": ("url_signing_secret",),
+}
+
+
+def missing_for(settings: Settings, service: str) -> list[str]:
+    return [name.upper() for name in REQUIRED_BY_SERVICE.get(service, ()) if not getattr(settings, name)]
+
+
 def load_settings_or_exit(service: str) -> Settings:
     """Build settings, or stop the process with a single readable line (no traceback)."""
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         print(f"easel-{service}: configuration error: {describe_error(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
+    missing = missing_for(settings, service)
+    if missing:
+        print(f"easel-{service}: configuration error: {', '.join(missing)}: required setting is missing",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return settings

@@ -55,7 +55,8 @@ AccountDep = Annotated[Account, Depends(get_account)]
 
 def require_admin(ctx: CtxDep, authorization: Annotated[str | None, Header()] = None) -> None:
     token = _bearer(authorization)
-    if not hmac.compare_digest(token.encode(), ctx.settings.admin_token.encode()):
+    expected = ctx.settings.admin_token
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthenticated("A valid admin token is required.")
 
 

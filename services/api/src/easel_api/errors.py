@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from easel_shared.domain.errors import DomainError
@@ -69,6 +70,16 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
         return JSONResponse(
             error_body("validation_error", f"Invalid {where}: {first['message']}.", details=details),
+            status_code=422,
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (PostgreSQL: a NUL character in any
+        # text, an id or a cursor): the request is at fault, not the server.
+        log.info("database refused a request value: %s", exc.orig)
+        return JSONResponse(
+            error_body("validation_error", "The request contains a value that cannot be stored or searched for."),
             status_code=422,
         )
 

@@ -12,6 +12,8 @@ from easel_api.errors import install_error_handlers
 from easel_api.routes import accounts, boards, events, generations, images
 from easel_shared.events import RedisEventPublisher, install_publisher
 from easel_shared.settings import Settings, get_settings
+from easel_shared.storage import LocalObjectStore
+from easel_shared.tracing import setup_tracing
 from easel_shared.web import files_router, health_router, install_observability
 
 
@@ -21,6 +23,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(ctx.store, LocalObjectStore):
+            # A fresh local directory is a valid, empty store: create it so /readyz is green
+            # before the first upload (S3 buckets are provisioned by the deployment instead).
+            ctx.store.ensure_bucket()
         install_publisher(RedisEventPublisher(ctx.redis))
         app.state.hub = events.EventHub(ctx)
         try:
@@ -32,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
     install_observability(app, "api")
+    setup_tracing("api", settings.otel_exporter_otlp_endpoint, fastapi_app=app, celery=True)
 
     def _deps(request: Request) -> tuple[object, object, object]:
         c: AppContext = request.app.state.ctx
@@ -39,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health_router(_deps))
     app.include_router(
-        files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret)
+        files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret or "")
     )
     for module in (accounts, boards, images, generations, events):
         app.include_router(module.router)

@@ -36,6 +36,7 @@ from easel_shared.storage import ObjectNotFound, StorageError
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
+MAX_BACKOFF_SECONDS = 30.0
 
 RETENTION_EVENTS = Counter(
     "easel_assets_retention_events_total",
@@ -111,17 +112,12 @@ def _plan(session: Session, event: OutboxEvent) -> _Plan | None:
     )
 
 
-def _give_up(ctx: AppContext, event_id: int, error: str) -> bool:
+def _set_aside(session: Session, event: OutboxEvent, error: str) -> None:
     """Dead-letter: processed, with `last_error` kept for whoever investigates."""
-    with session_scope(ctx.engine) as session:
-        event = _locked_event(session, event_id)
-        if event is None or event.processed_at is not None:
-            return False
-        mark_failed(session, event, error)
-        mark_done(session, event)
+    mark_failed(session, event, error)
+    mark_done(session, event)
     RETENTION_EVENTS.labels("dead_letter").inc()
-    log.error("retention event %s cannot be processed and was set aside: %s", event_id, error)
-    return True
+    log.error("retention event %s cannot be processed and was set aside: %s", event.id, error)
 
 
 def _handle(ctx: AppContext, event_id: int) -> bool:
@@ -138,17 +134,13 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
         try:
             plan = _plan(session, event)
         except _Unrecoverable as exc:
-            error = str(exc)
-            plan = None
-        else:
-            error = ""
-            if plan is None:
-                mark_done(session, event)
-                RETENTION_EVENTS.labels("duplicate").inc()
-                log.info("retention event %s: asset already exists", event_id)
-                return True
-    if plan is None:
-        return _give_up(ctx, event_id, error)
+            _set_aside(session, event, str(exc))
+            return True
+        if plan is None:
+            mark_done(session, event)
+            RETENTION_EVENTS.labels("duplicate").inc()
+            log.info("retention event %s: asset already exists", event_id)
+            return True
 
     # Assets own their bytes: a server-side copy under asset keys, never a shared reference to
     # the node's image objects. Deleting an asset then removes its bytes for good without ever
@@ -158,13 +150,16 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
     try:
         ctx.store.copy(plan.image.storage_key, plan.storage_key)
         ctx.store.copy(plan.image.thumbnail_key, plan.thumbnail_key)
-    except ObjectNotFound as exc:
-        return _give_up(ctx, event_id, f"image bytes missing: {exc}")
     except StorageError as exc:
+        gone = isinstance(exc, ObjectNotFound)
         with session_scope(ctx.engine) as session:
             event = _locked_event(session, event_id)
-            if event is not None and event.processed_at is None:
-                mark_failed(session, event, f"storage: {exc}")
+            if event is None or event.processed_at is not None:
+                return False
+            if gone:
+                _set_aside(session, event, f"image bytes missing: {exc}")
+                return True
+            mark_failed(session, event, f"storage: {exc}")
         RETENTION_EVENTS.labels("retry").inc()
         log.warning("retention event %s: storage failed, will retry: %s", event_id, exc)
         return False
@@ -174,7 +169,8 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
         if event is None:
             return False  # another relay is finishing it; it writes the very same keys
         if event.processed_at is not None:
-            if session.get(Asset, plan.asset_id) is None:
+            existing = session.get(Asset, plan.asset_id)
+            if existing is None or existing.deleted_at is not None:
                 # Finished elsewhere and already deleted by its owner while we copied: our copy
                 # would be bytes no asset points at.
                 _delete_quietly(ctx, plan.storage_key, plan.thumbnail_key)
@@ -245,14 +241,20 @@ class RetentionConsumer:
     def _run(self) -> None:
         interval = self.ctx.settings.outbox_poll_seconds
         log.info("retention consumer started (every %.2fs)", interval)
+        failures = 0
         while not self._stop.is_set():
-            busy = False
+            delay = interval
             try:
                 claimed, settled = _pass(self.ctx, BATCH_SIZE, self._stop)
-                # A full batch that all went through: more may be waiting, go again at once.
-                busy = claimed == BATCH_SIZE and settled == claimed
+                failures = 0
+                if claimed == BATCH_SIZE and settled == claimed:
+                    delay = 0  # a full batch went through: more may be waiting
             except Exception:
-                log.exception("retention pass failed; retrying in %.2fs", interval)
-            if not busy:
-                self._stop.wait(interval)
+                # The database is unreachable (or worse): back off so an outage is a few log
+                # lines rather than a flood, and pick up again on its own once it is back.
+                failures += 1
+                delay = min(interval * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS)
+                log.exception("retention pass failed; retrying in %.1fs", delay)
+            if delay:
+                self._stop.wait(delay)
         log.info("retention consumer stopped")

@@ -35,7 +35,7 @@ def build_context(settings: Settings) -> AppContext:
         store=build_object_store(
             backend=settings.storage_backend,
             local_dir=settings.local_storage_dir,
-            signing_secret=settings.url_signing_secret,
+            signing_secret=settings.url_signing_secret or "",
             # With the local backend, signed links point at this service's own /v1/files route.
             public_base_url=settings.assets_public_url.rstrip("/"),
             s3_endpoint_url=settings.s3_endpoint_url,

@@ -16,7 +16,8 @@ from easel_assets.context import AppContext, build_context
 from easel_assets.errors import install_error_handlers
 from easel_assets.routes import assets
 from easel_shared.settings import Settings, get_settings
-from easel_shared.storage import ObjectStore
+from easel_shared.storage import LocalObjectStore, ObjectStore
+from easel_shared.tracing import setup_tracing
 from easel_shared.web import files_router, health_router, install_observability
 
 
@@ -26,6 +27,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(ctx.store, LocalObjectStore):
+            # A fresh local directory is a valid, empty store (S3 buckets come from the deployment).
+            ctx.store.ensure_bucket()
         consumer = RetentionConsumer(ctx)
         consumer.start()
         try:
@@ -37,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
     install_observability(app, "assets")
+    setup_tracing("assets", settings.otel_exporter_otlp_endpoint, fastapi_app=app)
 
     def _deps(request: Request) -> tuple[Engine, redis.Redis, ObjectStore]:
         c: AppContext = request.app.state.ctx
@@ -46,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Signed links of the local storage backend point here (assets_public_url); with S3 the
     # route answers 404 and links go to the bucket instead.
     app.include_router(
-        files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret)
+        files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret or "")
     )
     app.include_router(assets.router)
     return app

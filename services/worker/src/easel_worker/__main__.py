@@ -15,9 +15,11 @@ from easel_shared.tasks import GENERATION_QUEUE
 def main() -> None:
     settings = load_settings_or_exit("worker")
     configure_logging(settings.log_level, settings.log_format)
+    from easel_shared.tracing import setup_tracing
     from easel_worker import background, runtime
     from easel_worker.celery_app import create_celery
 
+    setup_tracing("worker", settings.otel_exporter_otlp_endpoint, celery=True)
     rt = runtime.init(settings)
     app = create_celery(settings)
     background.start(rt)

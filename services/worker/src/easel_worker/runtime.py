@@ -43,7 +43,7 @@ def init(settings: Settings) -> Runtime:
         store=build_object_store(
             backend=settings.storage_backend,
             local_dir=settings.local_storage_dir,
-            signing_secret=settings.url_signing_secret,
+            signing_secret=settings.url_signing_secret or "",
             public_base_url=settings.api_public_url.rstrip("/"),
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_bucket=settings.s3_bucket,

@@ -49,7 +49,9 @@ def generate_state(
         return GenerateState(False, "upstream_in_progress")
     if downstream_generating:
         return GenerateState(False, "downstream_in_progress")
-    if not prompt.strip() and not any(t.strip() for t in upstream_texts):
+    # The product: disabled when "the prompt field is empty and no upstream Text Node is
+    # connected". A connected Text Node counts even while its text is still empty.
+    if not prompt.strip() and not upstream_texts:
         return GenerateState(False, "prompt_required")
     return GenerateState(True)
 

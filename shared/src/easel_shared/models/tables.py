@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from easel_shared.clock import utcnow
@@ -131,7 +131,8 @@ class Generation(SQLModel, table=True):
     status: str = Field(default="queued", index=True, max_length=20)
     model_id: str = Field(max_length=100)
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    prompt: str = Field(max_length=20000)
+    # Upstream texts plus the node's prompt: unbounded by design (TEXT).
+    prompt: str = Field(sa_column=Column(Text, nullable=False))
     reference_image_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     credits: int
     error_code: str | None = Field(default=None, max_length=50)
@@ -185,3 +186,6 @@ class Asset(SQLModel, table=True):
     origin_reason: str = Field(max_length=20)  # node_deleted | board_deleted | late_result
     image_created_at: datetime = _now_ts()
     created_at: datetime = _now_ts()
+    # A deleted asset stays as a tombstone (bytes gone), so a late duplicate retention event
+    # for the same asset id can never bring it back.
+    deleted_at: datetime | None = _ts(nullable=True)

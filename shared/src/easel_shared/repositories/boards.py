@@ -63,6 +63,11 @@ def get_edge(session: Session, account_id: str, edge_id: str) -> Edge | None:
     return edge if board is not None and board.account_id == account_id else None
 
 
+def reload_edge(session: Session, edge_id: str) -> Edge | None:
+    """The edge as committed now (None once deleted), not the copy this session already holds."""
+    return session.get(Edge, edge_id, populate_existing=True)
+
+
 def edge_between(session: Session, source_id: str, target_id: str) -> Edge | None:
     return session.exec(
         select(Edge).where(Edge.source_node_id == source_id, Edge.target_node_id == target_id)

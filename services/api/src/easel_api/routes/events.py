@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from easel_api.context import AppContext
 from easel_api.deps import AccountDep, CtxDep
@@ -24,6 +25,9 @@ router = APIRouter(prefix="/v1")
 KEEPALIVE_SECONDS = 15.0
 QUEUE_LIMIT = 1000
 _CLOSE = ("", "", "")
+_KEEPALIVE = ("", "keep-alive", "")
+
+Entry = tuple[str, str, str]  # (stream id, event type, JSON data)
 
 
 def _id_tuple(stream_id: str) -> tuple[int, int]:
@@ -31,50 +35,86 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _valid_id(value: str) -> bool:
+    ms, _, seq = value.partition("-")
+    return ms.isdigit() and (seq == "" or seq.isdigit())
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _entry(entry_id: Any, fields: Any) -> Entry:
+    return _s(entry_id), _s(fields.get(b"event")), _s(fields.get(b"data"))
+
+
 class _Subscriber:
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(QUEUE_LIMIT)
+        self.queue: asyncio.Queue[Entry] = asyncio.Queue(QUEUE_LIMIT)
         self.overflowed = False
+        self.closed = False
 
-    def offer(self, item: tuple[str, str, str]) -> None:
+    def offer(self, item: Entry) -> None:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             # A slow client never holds up the others: it is cut off and replays on reconnect.
             self.overflowed = True
 
+    def close(self) -> None:
+        self.closed = True
+        self.offer(_CLOSE)  # wakes the stream; a full queue is noticed on its next turn anyway
+
+    @property
+    def done(self) -> bool:
+        return self.overflowed or self.closed
+
 
 class _BoardReader:
-    def __init__(self, hub: EventHub, board_id: str, start_id: str) -> None:
+    """Reads one board's stream from the position it had when the reader started; `started`
+    resolves once that position is known, so a subscriber that waits for it misses nothing
+    published after it subscribed."""
+
+    def __init__(self, hub: EventHub, board_id: str) -> None:
         self.hub = hub
         self.board_id = board_id
-        self.last_id = start_id
+        self.last_id = "0-0"
         self.subscribers: set[_Subscriber] = set()
-        self.task = asyncio.create_task(self._run())
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(self._run(), name=f"events-{board_id}")
 
     async def _run(self) -> None:
+        try:
+            self.last_id = await self.hub.last_id(self.board_id)
+        except Exception as exc:
+            self.hub.drop(self)
+            self.started.set_exception(exc)
+            return
+        self.started.set_result(None)
         key = stream_key(self.board_id)
+        loop = asyncio.get_running_loop()
+        # One keep-alive clock per board rather than a timeout per subscriber per event: with
+        # a thousand subscribers that garbage alone made the api pause for full collections.
+        keepalive_at = loop.time() + KEEPALIVE_SECONDS
         while self.subscribers:
+            if loop.time() >= keepalive_at:
+                keepalive_at = loop.time() + KEEPALIVE_SECONDS
+                for sub in list(self.subscribers):
+                    sub.offer(_KEEPALIVE)
+            block_ms = max(1, min(5000, int((keepalive_at - loop.time()) * 1000)))  # 0 would block forever
             try:
-                resp = await self.hub.client.xread({key: self.last_id}, block=5000, count=500)
-            except asyncio.CancelledError:
-                raise
+                resp: Any = await self.hub.client.xread({key: self.last_id}, block=block_ms, count=500)
             except Exception:
                 log.warning("event stream read failed for board %s; retrying", self.board_id, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
             for _key, entries in resp or []:
                 for entry_id, fields in entries:
-                    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    item = (eid, _s(fields.get(b"event")), _s(fields.get(b"data")))
-                    self.last_id = eid
+                    item = _entry(entry_id, fields)
+                    self.last_id = item[0]
                     for sub in list(self.subscribers):
                         sub.offer(item)
-        self.hub.readers.pop(self.board_id, None)
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
+        self.hub.drop(self)
 
 
 class EventHub:
@@ -85,7 +125,7 @@ class EventHub:
         self.client = aioredis.Redis.from_url(ctx.settings.redis_url, socket_timeout=None,
                                               socket_connect_timeout=5)
         self.readers: dict[str, _BoardReader] = {}
-        self.closing = asyncio.Event()
+        self.closing = False
 
     async def last_id(self, board_id: str) -> str:
         entries = await self.client.xrevrange(stream_key(board_id), count=1)
@@ -97,13 +137,20 @@ class EventHub:
 
     async def subscribe(self, board_id: str) -> _Subscriber:
         sub = _Subscriber()
+        if self.closing:
+            sub.close()
+            return sub
+        # No await between looking the reader up and joining it: concurrent subscribers to a
+        # board always share one reader.
         reader = self.readers.get(board_id)
-        if reader is None or reader.task.done():
-            reader = _BoardReader(self, board_id, await self.last_id(board_id))
-            reader.subscribers.add(sub)
-            self.readers[board_id] = reader
-        else:
-            reader.subscribers.add(sub)
+        if reader is None:
+            reader = self.readers[board_id] = _BoardReader(self, board_id)
+        reader.subscribers.add(sub)
+        try:
+            await asyncio.shield(reader.started)
+        except BaseException:
+            self.unsubscribe(board_id, sub)
+            raise
         return sub
 
     def unsubscribe(self, board_id: str, sub: _Subscriber) -> None:
@@ -112,24 +159,42 @@ class EventHub:
             reader.subscribers.discard(sub)
             if not reader.subscribers:
                 reader.task.cancel()
-                self.readers.pop(board_id, None)
+                self.drop(reader)
 
-    async def backlog(self, board_id: str, after_id: str) -> list[tuple[str, str, str]]:
-        out: list[tuple[str, str, str]] = []
+    def drop(self, reader: _BoardReader) -> None:
+        if self.readers.get(reader.board_id) is reader:
+            del self.readers[reader.board_id]
+
+    async def backlog(self, board_id: str, after_id: str) -> list[Entry]:
+        out: list[Entry] = []
         cursor = f"({after_id}"
         while True:
             entries = await self.client.xrange(stream_key(board_id), min=cursor, max="+", count=500)
             if not entries:
                 return out
-            for entry_id, fields in entries:
-                out.append((_s(entry_id), _s(fields.get(b"event")), _s(fields.get(b"data"))))
+            out.extend(_entry(entry_id, fields) for entry_id, fields in entries)
             cursor = f"({out[-1][0]}"
 
+    async def replay(self, board_id: str, after_id: str) -> list[Entry] | None:
+        """Every entry after `after_id`, or None when the stream cannot vouch that none is
+        missing: the entries were trimmed, or the id is ahead of the stream (Redis lost data)."""
+        backlog = await self.backlog(board_id, after_id)
+        # Checked after reading: trimming only removes the oldest entries, so if the stream
+        # still starts at or before `after_id`, nothing we read past it had been trimmed.
+        first = await self.first_id(board_id)
+        last = backlog[-1][0] if backlog else await self.last_id(board_id)
+        if first is None or not _id_tuple(first) <= _id_tuple(after_id) <= _id_tuple(last):
+            return None
+        return backlog
+
     async def close(self) -> None:
-        self.closing.set()
+        """End every open stream and stop the readers (api shutdown). Uvicorn runs the lifespan
+        shutdown only after open responses finish or its graceful timeout cancels them, so a
+        server that wants streams to end cleanly calls this when its shutdown begins."""
+        self.closing = True
         for reader in list(self.readers.values()):
             for sub in list(reader.subscribers):
-                sub.offer(_CLOSE)
+                sub.close()
             reader.task.cancel()
         self.readers.clear()
         await self.client.aclose()
@@ -137,6 +202,16 @@ class EventHub:
 
 def _frame(event_id: str, event: str, data: str) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n"
+
+
+class _EventStreamResponse(StreamingResponse):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A client that vanished while a write was pending leaves the stream suspended at a
+            # yield; close it now so it leaves the hub, rather than whenever it is collected.
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 @router.get("/boards/{board_id}/events")
@@ -150,19 +225,17 @@ async def board_events(
     hub: EventHub = request.app.state.hub
     # Ownership first: another account's board is a 404 before any stream opens.
     await run_in_threadpool(boards.get_board, ctx, account, board_id)
-    sub = await hub.subscribe(board_id)
 
     async def stream() -> AsyncIterator[str]:
+        # Subscribed inside the stream, so a stream that never starts never subscribes.
+        sub = await hub.subscribe(board_id)
         try:
-            delivered = (0, -1)
             resume = last_event_id if last_event_id and _valid_id(last_event_id) else None
-            first = await hub.first_id(board_id) if resume else None
-            # Exact replay is possible while the resumed event itself is still retained.
-            if resume and (first is None or _id_tuple(resume) >= _id_tuple(first)):
-                backlog = await hub.backlog(board_id, resume)
-                delivered = _id_tuple(resume)
+            replay = await hub.replay(board_id, resume) if resume else None
+            if resume and replay is not None:
+                backlog, delivered = replay, _id_tuple(resume)
             else:
-                # Fresh connection (or the missed events were trimmed): start with the whole board.
+                # Fresh connection (or the missed events are gone): start with the whole board.
                 snap_id = await hub.last_id(board_id)
                 snapshot = await run_in_threadpool(boards.get_board, ctx, account, board_id)
                 yield _frame(snap_id, "board.snapshot", json.dumps(snapshot, separators=(",", ":")))
@@ -172,28 +245,18 @@ async def board_events(
                 if _id_tuple(eid) > delivered:
                     delivered = _id_tuple(eid)
                     yield _frame(eid, event, data)
-            while not sub.overflowed:
-                try:
-                    eid, event, data = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
+            while not sub.done:
+                eid, event, data = item = await sub.queue.get()
+                if item == _KEEPALIVE:
                     yield ": keep-alive\n\n"
-                    continue
-                if (eid, event, data) == _CLOSE:
-                    return
-                if _id_tuple(eid) > delivered:
+                elif item != _CLOSE and _id_tuple(eid) > delivered:
                     delivered = _id_tuple(eid)
                     yield _frame(eid, event, data)
         finally:
             hub.unsubscribe(board_id, sub)
 
-    return StreamingResponse(
+    return _EventStreamResponse(
         stream(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
     )
-
-
-def _valid_id(value: str) -> bool:
-    ms, _, seq = value.partition("-")
-    return ms.isdigit() and (seq == "" or seq.isdigit())
-

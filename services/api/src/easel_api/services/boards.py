@@ -35,6 +35,26 @@ def _node_or_404(session: Session, account: Account, node_id: str) -> Node:
     return node
 
 
+# A row read before its board's lock was taken may have been changed or deleted by the request
+# that held the lock; these re-read it under the lock, so the loser of a race gets a 404.
+
+
+def _lock_board_or_404(session: Session, board_id: str) -> Board:
+    board = repo.lock_board(session, board_id)
+    if board is None:
+        raise errors.NotFound("Board not found.")
+    return board
+
+
+def _locked_node_or_404(session: Session, account: Account, node_id: str) -> Node:
+    node = _node_or_404(session, account, node_id)
+    _lock_board_or_404(session, node.board_id)
+    locked = repo.lock_node(session, node.id)
+    if locked is None:
+        raise errors.NotFound("Node not found.")
+    return locked
+
+
 def create_board(ctx: AppContext, account: Account, name: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
         board = Board(id=new_id("brd"), account_id=account.id, name=name)
@@ -54,7 +74,7 @@ def delete_board(ctx: AppContext, account: Account, board_id: str) -> None:
     canceled: list[str] = []
     with session_scope(ctx.engine) as session:
         board = _board_or_404(session, account, board_id)
-        repo.lock_board(session, board.id)
+        _lock_board_or_404(session, board.id)
         for node in repo.board_nodes(session, board.id):
             canceled += _cancel_active(ctx, session, node, publish=False)
             if node.kind == "image" and node.image_id:
@@ -100,7 +120,7 @@ def get_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
 def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch) -> dict[str, Any]:
     fields = body.model_fields_set
     with session_scope(ctx.engine) as session:
-        node = _node_or_404(session, account, node_id)
+        node = _locked_node_or_404(session, account, node_id)
         if "text" in fields:
             if node.kind != "text":
                 raise errors.InvalidField("Only text nodes have text.")
@@ -145,9 +165,7 @@ def _cancel_active(ctx: AppContext, session: Session, node: Node, *, publish: bo
 
 def delete_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        node = _node_or_404(session, account, node_id)
-        repo.lock_board(session, node.board_id)
-        session.refresh(node)
+        node = _locked_node_or_404(session, account, node_id)
         canceled = _cancel_active(ctx, session, node, publish=False)
         asset_id = None
         if node.kind == "image" and node.image_id:
@@ -175,7 +193,7 @@ def create_edge(ctx: AppContext, account: Account, board_id: str, body: EdgeCrea
             board = _board_or_404(session, account, board_id)
             # Every graph change on a board holds the board's lock, so concurrent requests that
             # would together close a ring are checked one after another against committed edges.
-            repo.lock_board(session, board.id)
+            _lock_board_or_404(session, board.id)
             source = repo.get_node(session, account.id, body.source_node_id)
             target = repo.get_node(session, account.id, body.target_node_id)
             if source is None or target is None:
@@ -201,6 +219,8 @@ def create_edge(ctx: AppContext, account: Account, board_id: str, body: EdgeCrea
             events.stage(session, board.id, "edge.created", edge_view(edge))
             graph = BoardGraph(session, board.id, ctx.base_url)
             events.stage(session, board.id, "node.updated", graph.node_view(target.id))
+            if source.kind == "image":  # its generate state depends on whether its targets generate
+                events.stage(session, board.id, "node.updated", graph.node_view(source.id))
             return edge_view(edge)
     except IntegrityError:
         # The unique (source, target) pair caught a concurrent twin of this request.
@@ -212,10 +232,16 @@ def delete_edge(ctx: AppContext, account: Account, edge_id: str) -> None:
         edge = repo.get_edge(session, account.id, edge_id)
         if edge is None:
             raise errors.NotFound("Edge not found.")
-        repo.lock_board(session, edge.board_id)
+        _lock_board_or_404(session, edge.board_id)
+        edge = repo.reload_edge(session, edge.id)
+        if edge is None:
+            raise errors.NotFound("Edge not found.")
         session.delete(edge)
         session.flush()
         events.stage(session, edge.board_id, "edge.deleted", edge_view(edge))
         graph = BoardGraph(session, edge.board_id, ctx.base_url)
         if edge.target_node_id in graph.nodes:
             events.stage(session, edge.board_id, "node.updated", graph.node_view(edge.target_node_id))
+        source = graph.nodes.get(edge.source_node_id)
+        if source is not None and source.kind == "image":
+            events.stage(session, edge.board_id, "node.updated", graph.node_view(source.id))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import json
+import logging
+import secrets
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,8 @@ from easel_shared.models import Account, Generation, Node
 from easel_shared.repositories import accounts as accounts_repo
 from easel_shared.repositories import boards as repo
 from easel_shared.views import BoardGraph, generation_view
+
+log = logging.getLogger(__name__)
 
 
 def model_view(spec: ModelSpec) -> dict[str, Any]:
@@ -115,7 +118,7 @@ def accept(ctx: AppContext, account: Account, node_id: str, body: GenerationCrea
     try:
         tasks.send_generation(ctx.settings.redis_url, view["id"], request_id)
     except Exception:  # broker down: the row is queued and the sweeper will send it
-        pass
+        log.warning("could not send generation %s; the sweeper will", view["id"], exc_info=True)
     return view, True
 
 
@@ -146,7 +149,7 @@ def _accept_in_tx(ctx: AppContext, account: Account, node_id: str, body: Generat
         if busy_downstream:
             raise errors.DownstreamInProgress(blocking_node_ids=busy_downstream)
         prompt = resolved_prompt(upstream_text, node.prompt)
-        if not prompt:
+        if not node.prompt.strip() and not upstream_text:
             raise errors.PromptRequired()
         spec, resolved = _spec_and_price(ctx, body.model_id, body.params)
         credits = resolved.credits
@@ -204,7 +207,8 @@ def _accept_in_tx(ctx: AppContext, account: Account, node_id: str, body: Generat
         session.flush()
         view = generation_view(gen)
         events.stage(session, node.board_id, "generation.queued", view)
-        lifecycle.stage_node_and_downstream(session, node.board_id, node.id, ctx.base_url)
+        # `graph` holds this very node object, so it already shows the node as generating.
+        lifecycle.stage_node_and_downstream(session, node.board_id, node.id, ctx.base_url, graph=graph)
         return view
 
 

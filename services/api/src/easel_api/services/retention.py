@@ -35,7 +35,7 @@ def place_asset(ctx: AppContext, session: Session, account: Account, asset_id: s
     """A library asset becomes a new node image. The node gets its own copy of the bytes, so
     deleting the asset later never breaks the node (and the asset stays in the library)."""
     asset = session.get(Asset, asset_id)
-    if asset is None or asset.account_id != account.id:
+    if asset is None or asset.account_id != account.id or asset.deleted_at is not None:
         raise errors.NotFound("Asset not found.")
     image_id = new_id("img")
     ext = asset.storage_key.rsplit(".", 1)[-1]

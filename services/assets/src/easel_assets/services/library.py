@@ -16,7 +16,7 @@ from typing import Any, Literal
 from sqlmodel import Session, col, select
 
 from easel_assets.context import AppContext
-from easel_shared.clock import rfc3339
+from easel_shared.clock import rfc3339, utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.models import Account, Asset, Image
@@ -43,12 +43,14 @@ def asset_keys(account_id: str, asset_id: str, image: Image) -> tuple[str, str]:
 
 def account_asset(session: Session, account_id: str, asset_id: str) -> Asset | None:
     asset = session.get(Asset, asset_id)
-    return asset if asset is not None and asset.account_id == account_id else None
+    if asset is None or asset.account_id != account_id or asset.deleted_at is not None:
+        return None
+    return asset
 
 
 def assets_page(session: Session, account_id: str, limit: int, cursor: str | None) -> list[Asset]:
     """Newest first: asset ids are time-ordered (chosen when the node was deleted)."""
-    q = select(Asset).where(Asset.account_id == account_id)
+    q = select(Asset).where(Asset.account_id == account_id, col(Asset.deleted_at).is_(None))
     if cursor:
         q = q.where(col(Asset.id) < cursor)
     return list(session.exec(q.order_by(col(Asset.id).desc()).limit(limit + 1)))
@@ -123,5 +125,6 @@ def delete_asset(ctx: AppContext, account: Account, asset_id: str) -> None:
     with session_scope(ctx.engine) as session:
         row = account_asset(session, account.id, asset_id)
         if row is not None:
-            session.delete(row)
+            row.deleted_at = utcnow()
+            session.add(row)
     log.info("asset %s deleted", asset_id)

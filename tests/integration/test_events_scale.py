@@ -1,0 +1,168 @@
+"""Live events under load: many idle subscribers on one api process, clients that never read,
+clients that vanish. The api runs in this process so the test can look at its event hub."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.s3 import free_port
+from tests.fixtures.sse import RawSSE, SSEClient, abort_socket, events_request
+from tests.fixtures.stack import Account, ServerThread, Stack, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SUBSCRIBERS = int(os.environ.get("EASEL_EVENTS_SUBSCRIBERS", "1000"))
+
+
+@dataclass
+class Api:
+    app: Any
+    url: str
+    port: int
+
+    def readers(self) -> dict[str, Any]:
+        return dict(self.app.state.hub.readers)
+
+    def subscribers(self, board_id: str) -> int:
+        reader = self.readers().get(board_id)
+        return len(reader.subscribers) if reader is not None else 0
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[Api]:
+    from easel_api.main import create_app
+
+    port = free_port()
+    app = create_app(stack.settings)
+    server = ServerThread(app, port)
+    server.start()
+    try:
+        yield Api(app, server.url, port)
+    finally:
+        server.stop()
+
+
+async def _fan_out(api: Api, account: Account, board_id: str, node_id: str, n: int) -> dict[str, float]:
+    gate = asyncio.Semaphore(200)  # connection attempts in flight; all n stay connected
+
+    async def connect() -> RawSSE:
+        async with gate:
+            stream = await RawSSE.open(api.port, board_id, account.api_key)
+            await stream.until(b"event: board.snapshot")
+            return stream
+
+    t0 = time.monotonic()
+    streams = await asyncio.wait_for(asyncio.gather(*(connect() for _ in range(n))), 120)
+    connected = time.monotonic() - t0
+    try:
+        # Every subscriber shares the one reader of this board.
+        assert list(api.readers()) == [board_id]
+        assert api.subscribers(board_id) == n
+        async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {account.api_key}"}) as c:
+            t1 = time.monotonic()
+            r = await c.patch(f"/v1/nodes/{node_id}", json={"position": {"x": 123.5, "y": 7.0}})
+            assert r.status_code == 200, r.text
+        needle = b'"x":123.5'
+        got = await asyncio.wait_for(asyncio.gather(*(s.until(b"event: node.updated", needle) for s in streams)),
+                                     60)
+        delivered = time.monotonic() - t1
+        assert len(got) == n
+    finally:
+        for s in streams:
+            s.close()
+    t2 = time.monotonic()
+    while api.readers():
+        assert time.monotonic() - t2 < 30, "board reader still running after every client left"
+        await asyncio.sleep(0.05)
+    return {"connect_s": connected, "deliver_s": delivered, "release_s": time.monotonic() - t2}
+
+
+def test_one_process_serves_many_idle_subscribers(stack: Stack, account: Account, board: dict, api: Api) -> None:
+    node = account.client.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "image"}).json()
+    figures = asyncio.run(_fan_out(api, account, board["id"], node["id"], SUBSCRIBERS))
+    print(f"\n{SUBSCRIBERS} subscribers ({stack.db_kind}): connected in {figures['connect_s']:.1f} s, "
+          f"all received one change in {figures['deliver_s']:.2f} s, reader freed in {figures['release_s']:.2f} s")
+
+
+def _never_reading_client(port: int, board_id: str, api_key: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up quickly
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(events_request(port, board_id, api_key))
+    return sock
+
+
+def test_a_client_that_never_reads_does_not_hold_up_others(stack: Stack, account: Account, board: dict,
+                                                           api: Api) -> None:
+    c, b = account.client, board["id"]
+    txt = c.post(f"/v1/boards/{b}/nodes", json={"kind": "text", "text": "seed"}).json()
+    for _ in range(8):  # each text edit fans out to every node it feeds: big events, fast
+        img = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
+        c.post(f"/v1/boards/{b}/edges", json={"source_node_id": txt["id"], "target_node_id": img["id"]})
+    stuck = _never_reading_client(api.port, b, account.api_key)
+    dead = _never_reading_client(api.port, b, account.api_key)
+    with SSEClient(api.url, b, account.api_key) as normal:
+        normal.wait_for_type("board.snapshot")
+        wait_for(lambda: api.subscribers(b) == 3, what="three subscribers")
+        abort_socket(dead)
+        # Write until the non-reading client's queue backs up: its socket is full and the api can
+        # no longer send to it.
+        sent = 0
+
+        def backed_up() -> bool:
+            nonlocal sent
+            reader = api.readers().get(b)
+            if reader is not None and any(s.queue.qsize() > 0 for s in list(reader.subscribers)):
+                return True
+            sent += 1
+            r = c.patch(f"/v1/nodes/{txt['id']}", json={"text": f"{sent} " + "x" * 4990})
+            assert r.status_code == 200, r.text
+            return False
+
+        wait_for(backed_up, timeout=45, interval=0, what="the silent client to fall behind")
+        marker = c.patch(f"/v1/nodes/{txt['id']}", json={"text": "marker"}).json()
+        normal.wait_for_event(lambda e: e.event == "node.updated" and e.data == marker)
+        texts = [e.data["text"] for e in normal.events if e.event == "node.updated" and e.data["id"] == txt["id"]]
+        assert len(texts) == sent + 1  # the normal client missed nothing
+        wait_for(lambda: api.subscribers(b) == 2, what="the vanished client to be dropped")
+        abort_socket(stuck)
+        wait_for(lambda: api.subscribers(b) == 1, what="the stuck client to be dropped")
+    wait_for(lambda: b not in api.readers(), what="the board reader to stop")
+
+
+def test_abrupt_disconnects_do_not_leak_readers(stack: Stack, account: Account, api: Api) -> None:
+    boards = [account.client.post("/v1/boards", json={"name": f"b{i}"}).json()["id"] for i in range(5)]
+
+    async def hit_and_run(board_id: str) -> None:
+        """Asks for a stream and is gone before the api has answered."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        writer.write(events_request(api.port, board_id, account.api_key))
+        await writer.drain()
+        RawSSE(reader, writer).abort()
+
+    async def churn() -> None:
+        for _ in range(3):
+            await asyncio.gather(*(hit_and_run(b) for b in boards for _ in range(4)))
+            streams = await asyncio.gather(*(RawSSE.open(api.port, b, account.api_key)
+                                             for b in boards for _ in range(4)))
+            await asyncio.gather(*(s.until(b"event: board.snapshot") for s in streams))
+            assert sorted(api.readers()) == sorted(boards)
+            for s in streams:
+                s.abort()
+            deadline = time.monotonic() + 30
+            while api.readers():
+                assert time.monotonic() < deadline, f"readers left behind: {list(api.readers())}"
+                await asyncio.sleep(0.05)
+
+    asyncio.run(churn())
+    tasks = [r.task for r in api.readers().values()]
+    assert tasks == []

@@ -1,0 +1,130 @@
+"""With OTEL_EXPORTER_OTLP_ENDPOINT set, one trace runs from the api request through Celery into
+the worker. A local OTLP/HTTP collector (a tiny HTTP server) receives the spans."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.fixtures.s3 import free_port
+from tests.fixtures.stack import ADMIN_TOKEN, Stack, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, bytes, bytes]] = []  # (service, name, trace_id, parent_span_id)
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                req = ExportTraceServiceRequest()
+                req.ParseFromString(body)
+                with collector.lock:
+                    for rs in req.resource_spans:
+                        service = next((a.value.string_value for a in rs.resource.attributes
+                                        if a.key == "service.name"), "")
+                        for ss in rs.scope_spans:
+                            for span in ss.spans:
+                                collector.spans.append((service, span.name, span.trace_id, span.parent_span_id))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def snapshot(self) -> list[tuple[str, str, bytes, bytes]]:
+        with self.lock:
+            return list(self.spans)
+
+
+def process_env(stack: Stack, **extra: str) -> dict[str, str]:
+    s = stack.settings
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": s.database_url,
+        # Another Redis database: the in-process test worker never sees these tasks.
+        "REDIS_URL": s.redis_url.rsplit("/", 1)[0] + "/3",
+        "STORAGE_BACKEND": "s3",
+        "S3_ENDPOINT_URL": s.s3_endpoint_url or "",
+        "S3_BUCKET": s.s3_bucket,
+        "S3_REGION": s.s3_region,
+        "S3_ACCESS_KEY_ID": s.s3_access_key_id or "",
+        "S3_SECRET_ACCESS_KEY": s.s3_secret_access_key or "",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "URL_SIGNING_SECRET": s.url_signing_secret or "",
+        "LOG_FORMAT": "text",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    })
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def traced_processes(stack: Stack) -> Iterator[tuple[Collector, str]]:
+    collector = Collector()
+    port = free_port()
+    env = process_env(stack, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, API_PORT=str(port),
+                      API_PUBLIC_URL=f"http://127.0.0.1:{port}",
+                      WORKER_HEARTBEAT_FILE=f"/tmp/easel-trace-hb-{port}", SWEEP_INTERVAL_SECONDS="3600")
+    procs = [subprocess.Popen([sys.executable, "-m", mod], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for mod in ("easel_api", "easel_worker")]
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, what="traced api")
+        yield collector, url
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        collector.server.shutdown()
+
+
+def test_one_trace_from_request_to_worker(stack: Stack, traced_processes: tuple[Collector, str]) -> None:
+    collector, url = traced_processes
+    account = stack.new_account(credits=50)
+    c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {account.api_key}"}, timeout=30)
+    board = c.post("/v1/boards", json={"name": "traced"}).json()
+    node = c.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "image"}).json()
+    r = c.post(f"/v1/nodes/{node['id']}/generations",
+               json={"model_id": "easel-sketch", "prompt": "a traced kite", "params": {"resolution": "1K"}})
+    assert r.status_code == 202, r.text
+    gen_id = r.json()["id"]
+    wait_for(lambda: c.get(f"/v1/generations/{gen_id}").json()["status"] == "succeeded", timeout=60,
+             what="generation to succeed in the traced worker")
+
+    def joined() -> bool:
+        spans = collector.snapshot()
+        api_traces = {t for svc, name, t, _ in spans if svc == "easel-api" and "generations" in name}
+        worker_traces = {t for svc, _, t, parent in spans if svc == "easel-worker" and parent}
+        return bool(api_traces & worker_traces)
+
+    wait_for(joined, timeout=30, what="a worker span in the api request's trace")
+    c.close()
