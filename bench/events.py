@@ -6,7 +6,7 @@ to one board's event stream (bare asyncio connections, all in this process), the
 change at a time (PATCH a node's position) and records, for every subscriber, the time from the
 committing request's response to the moment the event arrived.
 
-    uv run python bench/events.py [--subscribers 100 1000] [--rounds 20]
+    uv run python bench/events.py [--subscribers 100 1000] [--rounds 30]
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ async def run(args: argparse.Namespace, url: str, port: int) -> list[Result]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--rounds", type=int, default=20, help="changes measured per subscriber count")
+    parser.add_argument("--rounds", type=int, default=30, help="changes measured per subscriber count")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="easel-bench-events-") as tmp, \

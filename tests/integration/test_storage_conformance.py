@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
+
 from easel_shared.storage import (
     LocalObjectStore,
     ObjectNotFound,
@@ -27,7 +28,6 @@ from easel_shared.storage import (
     content_disposition,
     verify_signed_url,
 )
-
 from tests.fixtures.s3 import (
     LOCAL_PUBLIC_BASE_URL,
     LOCAL_SIGNING_SECRET,

@@ -13,6 +13,8 @@ import zlib
 from collections.abc import Callable
 
 import pytest
+from PIL import Image, ImageFile
+
 from easel_shared import imaging
 from easel_shared.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -27,7 +29,6 @@ from easel_shared.imaging import (
     make_thumbnail,
     sniff_format,
 )
-from PIL import Image, ImageFile
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     celery_visibility_timeout_seconds: int = Field(default=3600, ge=60)
     worker_concurrency: int = Field(default=2, ge=1)
     worker_heartbeat_file: str = "/tmp/easel-worker-heartbeat"
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: no metrics endpoint
 
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     max_image_pixels: int = Field(default=50_000_000, ge=1)

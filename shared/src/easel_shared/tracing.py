@@ -33,7 +33,7 @@ def setup_tracing(service: str, endpoint: str | None, *, fastapi_app: Any = None
     if celery:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
-        instrumentor = CeleryInstrumentor()
+        instrumentor = CeleryInstrumentor()  # type: ignore[no-untyped-call]
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
     if fastapi_app is not None:

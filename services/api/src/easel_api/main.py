@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI, Request
+from sqlalchemy.engine import Engine
 
 from easel_api.context import AppContext, build_context
 from easel_api.errors import install_error_handlers
 from easel_api.routes import accounts, boards, events, generations, images
 from easel_shared.events import RedisEventPublisher, install_publisher
 from easel_shared.settings import Settings, get_settings
-from easel_shared.storage import LocalObjectStore
+from easel_shared.storage import LocalObjectStore, ObjectStore
 from easel_shared.tracing import setup_tracing
 from easel_shared.web import files_router, health_router, install_observability
 
@@ -29,6 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ctx.store.ensure_bucket()
         install_publisher(RedisEventPublisher(ctx.redis))
         app.state.hub = events.EventHub(ctx)
+        # Startup objects live for the whole process: keep them out of the collector's full
+        # passes, whose pauses showed up as event-delivery p99 with 1000 subscribers.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -40,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, "api")
     setup_tracing("api", settings.otel_exporter_otlp_endpoint, fastapi_app=app, celery=True)
 
-    def _deps(request: Request) -> tuple[object, object, object]:
+    def _deps(request: Request) -> tuple[Engine, redis.Redis, ObjectStore]:
         c: AppContext = request.app.state.ctx
         return c.engine, c.redis, c.store
 

@@ -20,6 +20,16 @@ def main() -> None:
     from easel_worker.celery_app import create_celery
 
     setup_tracing("worker", settings.otel_exporter_otlp_endpoint, celery=True)
+    if settings.worker_metrics_port:
+        import logging
+
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(settings.worker_metrics_port)
+        except OSError as exc:  # metrics are not worth refusing to work over
+            logging.getLogger("easel_worker").warning(
+                "metrics port %s unavailable: %s", settings.worker_metrics_port, exc)
     rt = runtime.init(settings)
     app = create_celery(settings)
     background.start(rt)

@@ -90,7 +90,7 @@ def outgoing_edges(session: Session, node_id: str) -> list[Edge]:
 
 def delete_node_edges(session: Session, node_id: str) -> list[Edge]:
     edges = list(
-        session.exec(select(Edge).where(or_(Edge.source_node_id == node_id, Edge.target_node_id == node_id)))
+        session.exec(select(Edge).where(or_(col(Edge.source_node_id) == node_id, col(Edge.target_node_id) == node_id)))
     )
     for edge in edges:
         session.delete(edge)

@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from starlette.types import Receive, Scope, Send
 
 from easel_api.context import AppContext
@@ -24,6 +26,8 @@ router = APIRouter(prefix="/v1")
 
 KEEPALIVE_SECONDS = 15.0
 QUEUE_LIMIT = 1000
+COMMAND_CONNECTIONS = 50
+READER_CONNECTIONS = 10_000  # one per board watched through this process (Redis's default maxclients)
 _CLOSE = ("", "", "")
 _KEEPALIVE = ("", "keep-alive", "")
 
@@ -53,6 +57,7 @@ class _Subscriber:
         self.queue: asyncio.Queue[Entry] = asyncio.Queue(QUEUE_LIMIT)
         self.overflowed = False
         self.closed = False
+        self.lost = False  # events may have been lost (Redis failed): the client must start afresh
 
     def offer(self, item: Entry) -> None:
         try:
@@ -61,8 +66,9 @@ class _Subscriber:
             # A slow client never holds up the others: it is cut off and replays on reconnect.
             self.overflowed = True
 
-    def close(self) -> None:
+    def close(self, *, lost: bool = False) -> None:
         self.closed = True
+        self.lost = self.lost or lost
         self.offer(_CLOSE)  # wakes the stream; a full queue is noticed on its next turn anyway
 
     @property
@@ -85,16 +91,23 @@ class _BoardReader:
 
     async def _run(self) -> None:
         try:
+            await self._read()
+        finally:
+            self.hub.drop(self)
+            if not self.started.done():  # cancelled by hub.close(): waiting subscribers are closed
+                self.started.set_result(None)
+
+    async def _read(self) -> None:
+        try:
             self.last_id = await self.hub.last_id(self.board_id)
         except Exception as exc:
-            self.hub.drop(self)
             self.started.set_exception(exc)
             return
         self.started.set_result(None)
         key = stream_key(self.board_id)
         loop = asyncio.get_running_loop()
-        # One keep-alive clock per board rather than a timeout per subscriber per event: with
-        # a thousand subscribers that garbage alone made the api pause for full collections.
+        # One keep-alive clock per board rather than a timeout (a task and a timer) per subscriber
+        # per event: with many subscribers that garbage brought on long full GC pauses.
         keepalive_at = loop.time() + KEEPALIVE_SECONDS
         while self.subscribers:
             if loop.time() >= keepalive_at:
@@ -103,18 +116,22 @@ class _BoardReader:
                     sub.offer(_KEEPALIVE)
             block_ms = max(1, min(5000, int((keepalive_at - loop.time()) * 1000)))  # 0 would block forever
             try:
-                resp: Any = await self.hub.client.xread({key: self.last_id}, block=block_ms, count=500)
+                resp: Any = await self.hub.reads.xread({key: self.last_id}, block=block_ms, count=500)
             except Exception:
-                log.warning("event stream read failed for board %s; retrying", self.board_id, exc_info=True)
-                await asyncio.sleep(1.0)
-                continue
+                # Events published meanwhile may be lost for good (and a restarted Redis has
+                # forgotten the stream): end every stream so its client reloads the board.
+                log.warning("event stream read failed for board %s; subscribers will reload the board",
+                            self.board_id, exc_info=True)
+                for sub in list(self.subscribers):
+                    sub.close(lost=True)
+                await self.hub.reads.connection_pool.disconnect(inuse_connections=False)
+                return
             for _key, entries in resp or []:
                 for entry_id, fields in entries:
                     item = _entry(entry_id, fields)
                     self.last_id = item[0]
                     for sub in list(self.subscribers):
                         sub.offer(item)
-        self.hub.drop(self)
 
 
 class EventHub:
@@ -122,8 +139,16 @@ class EventHub:
     replica reads the same stream, so events made anywhere reach clients everywhere."""
 
     def __init__(self, ctx: AppContext) -> None:
-        self.client = aioredis.Redis.from_url(ctx.settings.redis_url, socket_timeout=None,
-                                              socket_connect_timeout=5)
+        url = ctx.settings.redis_url
+        # Short commands wait for a free connection in a burst of new subscribers, and retry on a
+        # fresh one (a restarted Redis leaves stale ones in the pool).
+        self.client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=COMMAND_CONNECTIONS, timeout=10, socket_timeout=10, socket_connect_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3)))
+        # Each board reader holds a connection in its blocking read, and never retries, so it
+        # notices that Redis went away.
+        self.reads = aioredis.Redis.from_url(url, max_connections=READER_CONNECTIONS, socket_timeout=None,
+                                             socket_connect_timeout=5)
         self.readers: dict[str, _BoardReader] = {}
         self.closing = False
 
@@ -191,6 +216,8 @@ class EventHub:
         """End every open stream and stop the readers (api shutdown). Uvicorn runs the lifespan
         shutdown only after open responses finish or its graceful timeout cancels them, so a
         server that wants streams to end cleanly calls this when its shutdown begins."""
+        if self.closing:
+            return
         self.closing = True
         for reader in list(self.readers.values()):
             for sub in list(reader.subscribers):
@@ -198,6 +225,7 @@ class EventHub:
             reader.task.cancel()
         self.readers.clear()
         await self.client.aclose()
+        await self.reads.aclose()
 
 
 def _frame(event_id: str, event: str, data: str) -> str:
@@ -252,6 +280,10 @@ async def board_events(
                 elif item != _CLOSE and _id_tuple(eid) > delivered:
                     delivered = _id_tuple(eid)
                     yield _frame(eid, event, data)
+            if sub.lost:
+                # An empty id clears the client's Last-Event-ID (the SSE spec), so it reconnects
+                # without one and gets a fresh snapshot instead of a replay with holes.
+                yield "id\n\n"
         finally:
             hub.unsubscribe(board_id, sub)
 

@@ -9,8 +9,8 @@ from easel_shared import lifecycle
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
-from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_image
 from easel_shared.images import store_image
+from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_image
 from easel_shared.models import Account, Generation, Image, Node
 from easel_shared.repositories import boards as repo
 from easel_shared.views import BoardGraph
