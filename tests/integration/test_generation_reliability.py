@@ -3,7 +3,6 @@ concurrent requests: every accepted generation ends once, with one charge at mos
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from tests.fixtures.generation import (
     queue_length,
     wait_final,
     wait_status,
+    worker_env,
     worker_idle,
 )
 from tests.fixtures.stack import Account, Stack, wait_for
@@ -95,21 +95,6 @@ def test_two_workers_racing_for_one_generation_run_it_once(stack: Stack, account
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert ledger_kinds(c, gen["id"]) == ["reserve", "capture"]
     assert node(c, n["id"])["image"]["id"] == done["image_id"]
-
-
-def worker_env(stack: Stack, tmp_path: Path) -> dict[str, str]:
-    s = stack.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "S3_"))}
-    env.update({
-        "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "STORAGE_BACKEND": "s3",
-        "S3_ENDPOINT_URL": s.s3_endpoint_url or "", "S3_BUCKET": s.s3_bucket, "S3_REGION": s.s3_region,
-        "S3_ACCESS_KEY_ID": s.s3_access_key_id or "", "S3_SECRET_ACCESS_KEY": s.s3_secret_access_key or "",
-        "ADMIN_TOKEN": s.admin_token, "URL_SIGNING_SECRET": s.url_signing_secret,
-        "API_PUBLIC_URL": s.api_public_url, "BUILTIN_MODEL_LATENCY_MS": "5000",
-        "HEARTBEAT_INTERVAL_SECONDS": "0.2", "SWEEP_INTERVAL_SECONDS": "3600", "WORKER_CONCURRENCY": "1",
-        "WORKER_HEARTBEAT_FILE": str(tmp_path / "worker-heartbeat"), "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
-    })
-    return env
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """The sweeper: the database says which generations should be moving; this makes them move.
 
-- `queued` for longer than REQUEUE_AFTER_SECONDS: the broker may have lost the message (e.g.
-  Redis restarted without persistence); send it again. A duplicate is harmless: the lease CAS
-  lets only one delivery run.
+- `queued` for longer than REQUEUE_AFTER_SECONDS while the broker's queue is empty: the broker
+  lost the message (e.g. Redis restarted without persistence); send it again. While the queue
+  still holds messages the generation is most likely just waiting its turn, and re-sending would
+  inflate the queue length that autoscaling reads; past the visibility timeout it is sent again
+  anyway. A duplicate is harmless: the lease CAS lets only one delivery run.
 - `running` with a heartbeat older than STALE_HEARTBEAT_SECONDS: its worker died. Hand it back
   to `queued` and send it again, at most GENERATION_MAX_ATTEMPTS runs in all; after that it
   fails (`worker_lost`) and its credits are released.
@@ -18,7 +20,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from easel_shared import events, lifecycle, tasks
-from easel_shared.clock import utcnow
+from easel_shared.clock import as_utc, utcnow
 from easel_shared.db import session_scope
 from easel_shared.models import Account, Generation
 from easel_shared.repositories import boards as repo
@@ -47,6 +49,14 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
             ).limit(200)
         ))
     to_send: list[str] = []
+    if stale_queued:
+        try:
+            backlog = int(rt.redis.llen(tasks.GENERATION_QUEUE))
+        except Exception:
+            backlog = -1  # broker unreachable: nothing can be sent now; the next sweep retries
+        if backlog != 0:
+            oldest_allowed = now - timedelta(seconds=s.celery_visibility_timeout_seconds)
+            stale_queued = [row for row in stale_queued if backlog > 0 and as_utc(row[1]) < oldest_allowed]
     for gen_id, enqueued_at in stale_queued:
         with session_scope(rt.engine) as session:
             result = session.execute(
