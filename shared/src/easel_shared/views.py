@@ -161,6 +161,7 @@ def generation_view(gen: Generation) -> dict[str, Any]:
         "image_id": gen.image_id,
         "attempts": gen.attempts,
         "timings": dict(gen.timings or {}),
+        "request_id": gen.request_id,
         "created_at": rfc3339(gen.created_at),
         "started_at": rfc3339(gen.started_at),
         "finished_at": rfc3339(gen.finished_at),

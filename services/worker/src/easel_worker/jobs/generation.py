@@ -20,12 +20,13 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from easel_shared import events, lifecycle
-from easel_shared.clock import utcnow
+from easel_shared.clock import as_utc, utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain.catalog import output_size
 from easel_shared.ids import new_id
 from easel_shared.images import store_image
 from easel_shared.imaging import ImageRejected, inspect_image
+from easel_shared.logs import generation_id_var, request_id_var
 from easel_shared.models import Generation, Image, Node
 from easel_shared.outbox import RETAIN_IMAGE, enqueue
 from easel_shared.repositories import boards as repo
@@ -124,18 +125,36 @@ def _with_retries(fn: Any, tries: int, transient: tuple[type[BaseException], ...
 
 
 def run(rt: Runtime, generation_id: str) -> None:
+    gen_token = generation_id_var.set(generation_id)
+    try:
+        _run(rt, generation_id)
+    finally:
+        generation_id_var.reset(gen_token)
+
+
+def _run(rt: Runtime, generation_id: str) -> None:
     leased = acquire(rt, generation_id)
     if leased is None:
         log.info("generation %s is not queued; nothing to do", generation_id)
         return
     token, snapshot = leased
+    # The api request that asked for this generation: its id follows the work into these logs.
+    req_token = request_id_var.set(snapshot.request_id)
+    try:
+        _work(rt, generation_id, token, snapshot)
+    finally:
+        request_id_var.reset(req_token)
+
+
+def _work(rt: Runtime, generation_id: str, token: str, snapshot: Generation) -> None:
+    log.info("generation %s running (attempt %s, model %s)", generation_id, snapshot.attempts, snapshot.model_id)
     hb = _Heartbeat(rt, generation_id, token)
     hb.start()
     timings: dict[str, int] = {}
     started = time.perf_counter()
     try:
-        timings["queue_wait_ms"] = _ms((snapshot.started_at or utcnow()).timestamp()
-                                       - snapshot.created_at.timestamp())
+        timings["queue_wait_ms"] = _ms(as_utc(snapshot.started_at or utcnow()).timestamp()
+                                       - as_utc(snapshot.created_at).timestamp())
         model_s, storage_s, image = _produce(rt, snapshot, lambda: _cancel_requested(rt, generation_id, hb))
         timings["model_ms"], timings["storage_ms"] = _ms(model_s), _ms(storage_s)
     except ModelError as exc:

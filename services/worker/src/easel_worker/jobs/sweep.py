@@ -56,7 +56,10 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
             backlog = -1  # broker unreachable: nothing can be sent now; the next sweep retries
         if backlog != 0:
             oldest_allowed = now - timedelta(seconds=s.celery_visibility_timeout_seconds)
-            stale_queued = [row for row in stale_queued if backlog > 0 and as_utc(row[1]) < oldest_allowed]
+            stale_queued = [
+                row for row in stale_queued
+                if backlog > 0 and row[1] is not None and as_utc(row[1]) < oldest_allowed
+            ]
     for gen_id, enqueued_at in stale_queued:
         with session_scope(rt.engine) as session:
             result = session.execute(
