@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.fixtures.processes import api_process
 from tests.fixtures.s3 import free_port
 from tests.fixtures.sse import Event, SSEClient
 from tests.fixtures.stack import Account, ServerThread, Stack, wait_for
@@ -201,44 +199,11 @@ def test_another_account_gets_404(stack: Stack, account: Account, board: dict) -
     assert anonymous.status_code == 401
 
 
-def _api_env(stack: Stack, port: int) -> dict[str, str]:
-    s = stack.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "API_", "DATABASE_", "REDIS_"))}
-    env.update({
-        "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "STORAGE_BACKEND": s.storage_backend,
-        "S3_ENDPOINT_URL": s.s3_endpoint_url or "", "S3_BUCKET": s.s3_bucket, "S3_REGION": s.s3_region,
-        "S3_ACCESS_KEY_ID": s.s3_access_key_id or "", "S3_SECRET_ACCESS_KEY": s.s3_secret_access_key or "",
-        "ADMIN_TOKEN": s.admin_token, "URL_SIGNING_SECRET": s.url_signing_secret, "API_PORT": str(port),
-        "API_PUBLIC_URL": s.api_public_url, "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
-    })
-    return env
-
-
 @pytest.fixture
 def second_api(stack: Stack) -> Iterator[str]:
     """Another api process on the same database and Redis, as a second replica would be."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "easel_api"], env=_api_env(stack, port),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "api exited"
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(ready, timeout=60, interval=0.1, what="second api")
+    with api_process(stack.settings) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_worker_events_reach_another_api_process(stack: Stack, account: Account, board: dict,

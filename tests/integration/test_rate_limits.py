@@ -1,32 +1,27 @@
-"""Per-account rate limits are one budget shared by every api replica (a token bucket in Redis)."""
+"""Per-account rate limits are one budget shared by every api replica (a token bucket in Redis):
+two api processes, requests alternating between them, one budget."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from easel_api.main import create_app
-from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import Account, ServerThread, Stack
+from tests.fixtures.processes import api_process
+from tests.fixtures.stack import Account, Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LIMIT = 5
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_limited_replicas(stack: Stack) -> Iterator[list[str]]:
-    settings = stack.settings.model_copy(
-        update={"rate_limit_upload_per_minute": LIMIT, "rate_limit_generate_per_minute": LIMIT}
-    )
-    servers = [ServerThread(create_app(settings), free_port()) for _ in range(2)]
-    for s in servers:
-        s.start()
-    yield [s.url for s in servers]
-    for s in servers:
-        s.stop()
+    limits = {"RATE_LIMIT_UPLOAD_PER_MINUTE": str(LIMIT), "RATE_LIMIT_GENERATE_PER_MINUTE": str(LIMIT)}
+    with contextlib.ExitStack() as procs:
+        yield [procs.enter_context(api_process(stack.settings, **limits)) for _ in range(2)]
 
 
 def _hit(url: str, account: Account, path: str) -> httpx.Response:
@@ -43,11 +38,10 @@ def test_two_replicas_share_one_budget(stack: Stack, account: Account, board: di
     path = f"/v1/nodes/{node['id']}/{kind}"
     answers = [_hit(two_limited_replicas[i % 2], account, path) for i in range(LIMIT + 3)]
     limited = [r for r in answers if r.status_code == 429]
-    # Both replicas served requests, yet only LIMIT of them got through in total.
+    # Both processes served requests, yet only LIMIT of them got through in total.
     assert len(answers) - len(limited) == LIMIT
     assert len(limited) == 3
-    body = limited[0].json()
-    assert body["error"]["code"] == "rate_limited"
+    assert limited[0].json()["error"]["code"] == "rate_limited"
     assert int(limited[0].headers["Retry-After"]) >= 1
 
 

@@ -3,9 +3,6 @@ the worker. A local OTLP/HTTP collector (a tiny HTTP server) receives the spans.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,8 +11,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import ADMIN_TOKEN, Stack, wait_for
+from tests.fixtures.processes import api_process, running, service_env
+from tests.fixtures.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,56 +51,17 @@ class Collector:
             return list(self.spans)
 
 
-def process_env(stack: Stack, **extra: str) -> dict[str, str]:
-    s = stack.settings
-    env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": s.database_url,
-        # Another Redis database: the in-process test worker never sees these tasks.
-        "REDIS_URL": s.redis_url.rsplit("/", 1)[0] + "/3",
-        "STORAGE_BACKEND": "s3",
-        "S3_ENDPOINT_URL": s.s3_endpoint_url or "",
-        "S3_BUCKET": s.s3_bucket,
-        "S3_REGION": s.s3_region,
-        "S3_ACCESS_KEY_ID": s.s3_access_key_id or "",
-        "S3_SECRET_ACCESS_KEY": s.s3_secret_access_key or "",
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "URL_SIGNING_SECRET": s.url_signing_secret or "",
-        "LOG_FORMAT": "text",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    })
-    env.update(extra)
-    return env
-
-
 @pytest.fixture
 def traced_processes(stack: Stack) -> Iterator[tuple[Collector, str]]:
     collector = Collector()
-    port = free_port()
-    env = process_env(stack, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, API_PORT=str(port),
-                      API_PUBLIC_URL=f"http://127.0.0.1:{port}",
-                      WORKER_HEARTBEAT_FILE=f"/tmp/easel-trace-hb-{port}", SWEEP_INTERVAL_SECONDS="3600")
-    procs = [subprocess.Popen([sys.executable, "-m", mod], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for mod in ("easel_api", "easel_worker")]
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    # Another Redis database: the in-process test worker never sees these tasks.
+    redis_url = stack.settings.redis_url.rsplit("/", 1)[0] + "/3"
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100", "REDIS_URL": redis_url}
     try:
-        wait_for(ready, timeout=60, what="traced api")
-        yield collector, url
+        with api_process(stack.settings, **traced) as url, \
+                running("easel_worker", service_env(stack.settings, **traced)):
+            yield collector, url
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
         collector.server.shutdown()
 
 
