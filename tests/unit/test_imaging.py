@@ -90,9 +90,7 @@ def png_chunks(data: bytes) -> list[tuple[int, bytes, bytes]]:
     return chunks
 
 
-def replace_png_chunk(
-    data: bytes, chunk_type: bytes, payload: bytes, *, fix_crc: bool = True
-) -> bytes:
+def replace_png_chunk(data: bytes, chunk_type: bytes, payload: bytes, *, fix_crc: bool = True) -> bytes:
     """Replace the payload of the first ``chunk_type`` chunk (same length)."""
     for pos, ctype, old in png_chunks(data):
         if ctype == chunk_type:
@@ -100,9 +98,7 @@ def replace_png_chunk(
             crc = (
                 zlib.crc32(chunk_type + payload)
                 if fix_crc
-                else struct.unpack(
-                    ">I", data[pos + 8 + len(old) : pos + 12 + len(old)]
-                )[0]
+                else struct.unpack(">I", data[pos + 8 + len(old) : pos + 12 + len(old)])[0]
             )
             chunk = data[pos : pos + 8] + payload + struct.pack(">I", crc)
             return data[:pos] + chunk + data[pos + 12 + len(old) :]
@@ -180,9 +176,7 @@ def test_constants() -> None:
     ("head", "expected"),
     [
         pytest.param(b"\x89PNG\r\n\x1a\n", "image/png", id="png"),
-        pytest.param(
-            b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", "image/png", id="png-more"
-        ),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", "image/png", id="png-more"),
         pytest.param(b"\xff\xd8\xff\xe0", "image/jpeg", id="jpeg"),
         pytest.param(b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp", id="webp"),
         pytest.param(b"RIFF\x00\x00\x00\x00WAVEfmt ", None, id="riff-wave"),
@@ -412,13 +406,7 @@ INVALID: list[tuple[str, Callable[[], bytes]]] = [
     ("webp-declares-16000x16000", lambda: webp_with_canvas(16000, 16000)),
     (
         "webp-garbage-bitstream",
-        lambda: (
-            b"RIFF"
-            + struct.pack("<I", 4 + 8 + 16)
-            + b"WEBPVP8 "
-            + struct.pack("<I", 16)
-            + b"\x00" * 16
-        ),
+        lambda: b"RIFF" + struct.pack("<I", 4 + 8 + 16) + b"WEBPVP8 " + struct.pack("<I", 16) + b"\x00" * 16,
     ),
 ]
 
@@ -445,9 +433,7 @@ def test_truncation_checks_do_not_rely_on_pillow_global(
         pytest.param(lambda: webp_with_canvas(16000, 16000), id="webp"),
     ],
 )
-def test_declared_oversize_is_rejected_from_header(
-    make: Callable[[], bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_declared_oversize_is_rejected_from_header(make: Callable[[], bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     # Rejected by the header check: Pillow is never even asked to open it.
     def must_not_open(*args: object, **kwargs: object) -> None:
         raise AssertionError("Image.open called for an oversized image")
@@ -473,9 +459,7 @@ def test_max_pixels_is_configurable() -> None:
         pytest.param((30, 30), id="pillow-error-range"),
     ],
 )
-def test_pillow_bomb_limit_is_an_error_not_a_warning(
-    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pillow_bomb_limit_is_an_error_not_a_warning(size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
     # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that.  We
     # must reject both with invalid_image and never emit the warning.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
@@ -483,20 +467,16 @@ def test_pillow_bomb_limit_is_an_error_not_a_warning(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert rejected(data).code == "invalid_image"
-    assert not [
-        w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)
-    ]
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
 @pytest.mark.parametrize("size", [(15, 10), (30, 30)])
 @pytest.mark.parametrize("escalate", [False, True])
-def test_pillow_bomb_backstop(
-    size: tuple[int, int], escalate: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pillow_bomb_backstop(size: tuple[int, int], escalate: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # If our header parser ever under-reports the size, Pillow's own
     # DecompressionBombError / (escalated) Warning still ends as invalid_image.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    monkeypatch.setattr(imaging, "_header_dimensions", lambda data, fmt: (1, 1))
+    monkeypatch.setattr(imaging.validate, "header_dimensions", lambda data, fmt: (1, 1))
     data = encode(gradient(*size), "PNG")
     with warnings.catch_warnings():
         warnings.simplefilter("error" if escalate else "ignore")
@@ -556,9 +536,7 @@ def test_animated_uses_first_frame(fmt: str, content_type: str) -> None:
     ],
 )
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
-def test_thumbnail_size_and_aspect(
-    fmt: str, size: tuple[int, int], max_side: int, expected: tuple[int, int]
-) -> None:
+def test_thumbnail_size_and_aspect(fmt: str, size: tuple[int, int], max_side: int, expected: tuple[int, int]) -> None:
     data = encode(gradient(*size), fmt)
     thumb_bytes = make_thumbnail(data, max_side=max_side)
     assert sniff_format(thumb_bytes) == THUMBNAIL_CONTENT_TYPE
@@ -591,9 +569,7 @@ def test_thumbnail_keeps_transparency(source: Image.Image) -> None:
     ("source", "expected"),
     [
         pytest.param(Image.new("L", (8, 8), 128), (128, 128, 128), id="grey"),
-        pytest.param(
-            Image.new("I;16", (8, 8), 0x8000), (128, 128, 128), id="16-bit-grey"
-        ),
+        pytest.param(Image.new("I;16", (8, 8), 0x8000), (128, 128, 128), id="16-bit-grey"),
         pytest.param(Image.new("1", (8, 8), 1), (255, 255, 255), id="bilevel"),
     ],
 )
@@ -669,9 +645,7 @@ CROP_FORMATS = [
 VALID_CROPS = [
     pytest.param((0, 0, 80, 80), [((10, 10), RED), ((70, 70), WHITE)], id="full-image"),
     pytest.param((5, 5, 20, 20), [((0, 0), RED), ((10, 10), RED)], id="inside-red"),
-    pytest.param(
-        (50, 50, 30, 30), [((15, 15), WHITE), ((29, 29), WHITE)], id="to-corner"
-    ),
+    pytest.param((50, 50, 30, 30), [((15, 15), WHITE), ((29, 29), WHITE)], id="to-corner"),
     pytest.param(
         (20, 20, 40, 40),
         [((10, 10), RED), ((30, 10), GREEN), ((10, 30), BLUE), ((30, 30), WHITE)],
@@ -712,19 +686,13 @@ def test_crop(
     [({"lossless": True}, b"VP8L"), ({"quality": 80}, b"VP8 ")],
     ids=["lossless", "lossy"],
 )
-def test_webp_crop_keeps_lossless_or_lossy(
-    options: dict[str, object], bitstream: bytes
-) -> None:
-    out, _ = crop_image(
-        encode(quadrants(), "WEBP", **options), x=0, y=0, width=8, height=8
-    )
+def test_webp_crop_keeps_lossless_or_lossy(options: dict[str, object], bitstream: bytes) -> None:
+    out, _ = crop_image(encode(quadrants(), "WEBP", **options), x=0, y=0, width=8, height=8)
     assert out[12:16] == bitstream
 
 
 def test_png_crop_keeps_palette_and_transparency() -> None:
-    out, _ = crop_image(
-        encode(_p_with_transparency(), "PNG"), x=1, y=1, width=3, height=3
-    )
+    out, _ = crop_image(encode(_p_with_transparency(), "PNG"), x=1, y=1, width=3, height=3)
     cropped = open_image(out)
     assert cropped.mode == "P"
     assert cropped.info.get("transparency") == 0

@@ -1,22 +1,32 @@
-"""HTTP plumbing both web services mount (api and assets): health, metrics, request ids and
-the signed local-file route. Only services with a web framework import this module."""
+"""HTTP plumbing both web services mount (api and assets): health, metrics, request ids, the
+signed local-file route, bearer authentication and pagination. Only services with a web
+framework import this module."""
 
 from __future__ import annotations
 
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request, Response
+import redis
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy.engine import Engine
 
+from easel_shared.db import session_scope
+from easel_shared.domain.errors import Unauthenticated
 from easel_shared.health import readiness
 from easel_shared.logs import request_id_var
+from easel_shared.models import Account
+from easel_shared.repositories import accounts
+from easel_shared.settings import Settings
 from easel_shared.storage import LocalObjectStore, ObjectStore, verify_signed_url
+
+T = TypeVar("T")
 
 HTTP_LATENCY = Histogram(
     "easel_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route", "status"]
@@ -61,8 +71,12 @@ def health_router(get_deps: Callable[[Request], tuple[Any, Any, ObjectStore]]) -
         failed = [name for name, state in checks.items() if state != "ok"]
         if failed:
             return JSONResponse(
-                {"status": "unavailable", "failed": failed, "checks": checks,
-                 "error": {"code": "not_ready", "message": f"Not ready: {', '.join(failed)} unavailable."}},
+                {
+                    "status": "unavailable",
+                    "failed": failed,
+                    "checks": checks,
+                    "error": {"code": "not_ready", "message": f"Not ready: {', '.join(failed)} unavailable."},
+                },
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "checks": checks})
@@ -82,12 +96,14 @@ def files_router(get_store: Callable[[Request], ObjectStore], signing_secret: Ca
     @router.get("/v1/files/{key:path}", include_in_schema=False)
     def serve(key: str, request: Request, expires: int = 0, sig: str = "", filename: str | None = None) -> Response:
         store = get_store(request)
-        not_found = JSONResponse({"error": {"code": "not_found", "message": "The link is invalid or expired."}},
-                                 status_code=404)
+        not_found = JSONResponse(
+            {"error": {"code": "not_found", "message": "The link is invalid or expired."}}, status_code=404
+        )
         if not isinstance(store, LocalObjectStore):
             return not_found
-        if not verify_signed_url(signing_secret=signing_secret(request), key=key, expires=expires,
-                                 signature=sig, filename=filename):
+        if not verify_signed_url(
+            signing_secret=signing_secret(request), key=key, expires=expires, signature=sig, filename=filename
+        ):
             return not_found
         try:
             path = store.path_for(key)
@@ -104,3 +120,86 @@ def files_router(get_store: Callable[[Request], ObjectStore], signing_secret: Ca
         )
 
     return router
+
+
+class ServiceContext(Protocol):
+    """What :func:`mount_common` needs from a service's process context."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
+    @property
+    def store(self) -> ObjectStore: ...
+
+
+def mount_common(app: FastAPI, get_ctx: Callable[[Request], ServiceContext]) -> None:
+    """Mount the routes every web service has: health, metrics and signed local files."""
+
+    def deps(request: Request) -> tuple[Engine, redis.Redis, ObjectStore]:
+        ctx = get_ctx(request)
+        return ctx.engine, ctx.redis, ctx.store
+
+    app.include_router(health_router(deps))
+    # Signed links of the local storage backend point here; with S3 the route answers 404
+    # and links go to the bucket instead.
+    app.include_router(files_router(lambda r: get_ctx(r).store, lambda r: get_ctx(r).settings.url_signing_secret or ""))
+
+
+def prepare_local_store(store: ObjectStore) -> None:
+    """Called at startup. A fresh local directory is a valid, empty store: create it so /readyz
+    is green before the first upload (S3 buckets are provisioned by the deployment instead)."""
+    if isinstance(store, LocalObjectStore):
+        store.ensure_bucket()
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, else :class:`Unauthenticated`."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthenticated()
+    token = authorization[7:].strip()
+    if not token:
+        raise Unauthenticated()
+    return token
+
+
+def authenticate(engine: Engine, authorization: str | None) -> Account:
+    """The account whose API key the ``Authorization`` header carries."""
+    token = bearer_token(authorization)
+    # A short session of its own, so authentication never holds the request's write transaction.
+    with session_scope(engine) as session:
+        account = accounts.by_api_key(session, token)
+    if account is None:
+        raise Unauthenticated()
+    return account
+
+
+# --------------------------------------------------------------------------- pagination
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> None:
+        self.limit = limit
+        self.cursor = cursor
+
+
+PageDep = Annotated[PageParams, Depends(PageParams)]
+
+
+def page(rows: Sequence[T], limit: int, view: Callable[[T], dict[str, Any]], key: Callable[[T], str]) -> dict[str, Any]:
+    """Rows were fetched with limit + 1 to learn whether another page exists."""
+    items = list(rows[:limit])
+    next_cursor = key(items[-1]) if len(rows) > limit and items else None
+    return {"items": [view(r) for r in items], "next_cursor": next_cursor}

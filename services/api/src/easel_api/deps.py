@@ -12,7 +12,7 @@ from easel_shared.db import session_scope
 from easel_shared.domain.errors import RateLimited, Unauthenticated
 from easel_shared.models import Account
 from easel_shared.ratelimit import RateLimiter
-from easel_shared.repositories import accounts
+from easel_shared.web import authenticate, bearer_token
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -31,30 +31,15 @@ def get_session(ctx: CtxDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def _bearer(authorization: str | None) -> str:
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise Unauthenticated()
-    token = authorization[7:].strip()
-    if not token:
-        raise Unauthenticated()
-    return token
-
-
 def get_account(ctx: CtxDep, authorization: Annotated[str | None, Header()] = None) -> Account:
-    token = _bearer(authorization)
-    # A short session of its own, so authentication never holds the request's write transaction.
-    with session_scope(ctx.engine) as session:
-        account = accounts.by_api_key(session, token)
-    if account is None:
-        raise Unauthenticated()
-    return account
+    return authenticate(ctx.engine, authorization)
 
 
 AccountDep = Annotated[Account, Depends(get_account)]
 
 
 def require_admin(ctx: CtxDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    token = _bearer(authorization)
+    token = bearer_token(authorization)
     expected = ctx.settings.admin_token
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthenticated("A valid admin token is required.")

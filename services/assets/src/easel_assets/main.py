@@ -7,18 +7,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
-from fastapi import FastAPI, Request
-from sqlalchemy.engine import Engine
+from fastapi import FastAPI
 
 from easel_assets.consumer import RetentionConsumer
-from easel_assets.context import AppContext, build_context
+from easel_assets.context import build_context
+from easel_assets.deps import get_ctx
 from easel_assets.errors import install_error_handlers
 from easel_assets.routes import assets
 from easel_shared.settings import Settings, get_settings
-from easel_shared.storage import LocalObjectStore, ObjectStore
 from easel_shared.tracing import setup_tracing
-from easel_shared.web import files_router, health_router, install_observability
+from easel_shared.web import install_observability, mount_common, prepare_local_store
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,9 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if isinstance(ctx.store, LocalObjectStore):
-            # A fresh local directory is a valid, empty store (S3 buckets come from the deployment).
-            ctx.store.ensure_bucket()
+        prepare_local_store(ctx.store)
         consumer = RetentionConsumer(ctx)
         consumer.start()
         try:
@@ -43,15 +39,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, "assets")
     setup_tracing("assets", settings.otel_exporter_otlp_endpoint, fastapi_app=app)
 
-    def _deps(request: Request) -> tuple[Engine, redis.Redis, ObjectStore]:
-        c: AppContext = request.app.state.ctx
-        return c.engine, c.redis, c.store
-
-    app.include_router(health_router(_deps))
-    # Signed links of the local storage backend point here (assets_public_url); with S3 the
-    # route answers 404 and links go to the bucket instead.
-    app.include_router(
-        files_router(lambda r: r.app.state.ctx.store, lambda r: r.app.state.ctx.settings.url_signing_secret or "")
-    )
+    mount_common(app, get_ctx)
     app.include_router(assets.router)
     return app

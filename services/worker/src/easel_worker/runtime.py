@@ -14,7 +14,7 @@ from easel_shared.domain.catalog import Catalog
 from easel_shared.events import RedisEventPublisher, install_publisher
 from easel_shared.redis_client import get_redis
 from easel_shared.settings import Settings
-from easel_shared.storage import ObjectStore, build_object_store
+from easel_shared.storage import ObjectStore, store_from_settings
 
 
 @dataclass
@@ -40,18 +40,7 @@ def init(settings: Settings) -> Runtime:
         settings=settings,
         engine=get_engine(settings.database_url),
         redis=get_redis(settings.redis_url),
-        store=build_object_store(
-            backend=settings.storage_backend,
-            local_dir=settings.local_storage_dir,
-            signing_secret=settings.url_signing_secret or "",
-            public_base_url=settings.api_public_url.rstrip("/"),
-            s3_endpoint_url=settings.s3_endpoint_url,
-            s3_bucket=settings.s3_bucket,
-            s3_region=settings.s3_region,
-            s3_access_key_id=settings.s3_access_key_id,
-            s3_secret_access_key=settings.s3_secret_access_key,
-            s3_public_endpoint_url=settings.s3_public_endpoint_url,
-        ),
+        store=store_from_settings(settings, settings.api_public_url),
         catalog=load_catalog(settings.model_catalog_path),
     )
     install_publisher(RedisEventPublisher(_runtime.redis))

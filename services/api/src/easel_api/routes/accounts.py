@@ -5,9 +5,9 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from easel_api.deps import AccountDep, AdminDep, CtxDep
-from easel_api.pagination import PageDep, page
 from easel_api.schemas.requests import AccountCreate, CreditsChange
 from easel_api.services import accounts
+from easel_shared.web import PageDep, page
 
 router = APIRouter(prefix="/v1")
 

@@ -5,12 +5,12 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from easel_api.deps import AccountDep, CtxDep
-from easel_api.pagination import PageDep, page
 from easel_api.schemas.requests import BoardCreate, EdgeCreate, NodeCreate, NodePatch
 from easel_api.services import boards
 from easel_shared.db import session_scope
 from easel_shared.repositories import boards as repo
 from easel_shared.views import board_view
+from easel_shared.web import PageDep, page
 
 router = APIRouter(prefix="/v1")
 

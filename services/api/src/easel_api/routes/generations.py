@@ -5,10 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 
 from easel_api.deps import AccountDep, CtxDep, GenerateRateLimit
-from easel_api.pagination import PageDep, page
 from easel_api.schemas.requests import GenerationCreate, QuoteRequest
 from easel_api.services import generations
 from easel_shared.views import generation_view
+from easel_shared.web import PageDep, page
 
 router = APIRouter(prefix="/v1")
 
@@ -38,8 +38,9 @@ def create_generation(
     account: AccountDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> dict[str, Any]:
-    view, created = generations.accept(ctx, account, node_id, body, idempotency_key,
-                                       getattr(request.state, "request_id", None))
+    view, created = generations.accept(
+        ctx, account, node_id, body, idempotency_key, getattr(request.state, "request_id", None)
+    )
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return view

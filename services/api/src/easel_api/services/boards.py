@@ -10,6 +10,7 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_api.schemas.requests import EdgeCreate, NodeCreate, NodePatch
 from easel_api.services import retention
+from easel_api.services.common import node_or_404
 from easel_shared import events, lifecycle
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
@@ -28,13 +29,6 @@ def _board_or_404(session: Session, account: Account, board_id: str) -> Board:
     return board
 
 
-def _node_or_404(session: Session, account: Account, node_id: str) -> Node:
-    node = repo.get_node(session, account.id, node_id)
-    if node is None:
-        raise errors.NotFound("Node not found.")
-    return node
-
-
 # A row read before its board's lock was taken may have been changed or deleted by the request
 # that held the lock; these re-read it under the lock, so the loser of a race gets a 404.
 
@@ -47,7 +41,7 @@ def _lock_board_or_404(session: Session, board_id: str) -> Board:
 
 
 def _locked_node_or_404(session: Session, account: Account, node_id: str) -> Node:
-    node = _node_or_404(session, account, node_id)
+    node = node_or_404(session, account, node_id)
     _lock_board_or_404(session, node.board_id)
     locked = repo.lock_node(session, node.id)
     if locked is None:
@@ -113,7 +107,7 @@ def create_node(ctx: AppContext, account: Account, board_id: str, body: NodeCrea
 
 def get_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        node = _node_or_404(session, account, node_id)
+        node = node_or_404(session, account, node_id)
         return BoardGraph(session, node.board_id, ctx.base_url).node_view(node.id)
 
 
@@ -157,9 +151,15 @@ def _cancel_active(ctx: AppContext, session: Session, node: Node, *, publish: bo
     gen = session.get(Generation, node.active_generation_id)
     if gen is None or gen.status not in ("queued", "running"):
         return []
-    lifecycle.end_generation(session, gen, "canceled", base_url=ctx.base_url, publish_node=publish,
-                             error_code="node_deleted" if not publish else None,
-                             error_message="The node was deleted." if not publish else None)
+    lifecycle.end_generation(
+        session,
+        gen,
+        "canceled",
+        base_url=ctx.base_url,
+        publish_node=publish,
+        error_code="node_deleted" if not publish else None,
+        error_message="The node was deleted." if not publish else None,
+    )
     return [gen.id]
 
 
@@ -176,8 +176,9 @@ def delete_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, An
             events.stage(session, node.board_id, "edge.deleted", edge_view(edge))
         session.delete(node)
         session.flush()
-        events.stage(session, node.board_id, "node.deleted", {"id": node.id, "board_id": node.board_id,
-                                                              "asset_id": asset_id})
+        events.stage(
+            session, node.board_id, "node.deleted", {"id": node.id, "board_id": node.board_id, "asset_id": asset_id}
+        )
         graph = BoardGraph(session, node.board_id, ctx.base_url)
         for other in dict.fromkeys(downstream + upstream):
             if other in graph.nodes:
@@ -210,8 +211,13 @@ def create_edge(ctx: AppContext, account: Account, board_id: str, body: EdgeCrea
             pairs = [(e.source_node_id, e.target_node_id) for e in repo.board_edges(session, board.id)]
             if would_create_cycle(pairs, source.id, target.id):
                 raise errors.CycleNotAllowed()
-            edge = Edge(id=new_id("edg"), board_id=board.id, source_node_id=source.id, target_node_id=target.id,
-                        seq=repo.next_edge_seq(session, board))
+            edge = Edge(
+                id=new_id("edg"),
+                board_id=board.id,
+                source_node_id=source.id,
+                target_node_id=target.id,
+                seq=repo.next_edge_seq(session, board),
+            )
             session.add(edge)
             board.updated_at = utcnow()
             session.add(board)

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from easel_api.context import AppContext
 from easel_api.schemas.requests import GenerationCreate
+from easel_api.services.common import image_node_or_404, node_or_404
 from easel_shared import events, lifecycle, tasks
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
@@ -20,7 +21,7 @@ from easel_shared.domain import errors
 from easel_shared.domain.catalog import ModelSpec, ResolvedParams, availability, resolve_params
 from easel_shared.domain.generation import resolved_prompt
 from easel_shared.ids import new_id
-from easel_shared.models import Account, Generation, Node
+from easel_shared.models import Account, Generation
 from easel_shared.repositories import accounts as accounts_repo
 from easel_shared.repositories import boards as repo
 from easel_shared.views import BoardGraph, generation_view
@@ -40,18 +41,9 @@ def model_view(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def _image_node(session: Session, account: Account, node_id: str) -> Node:
-    node = repo.get_node(session, account.id, node_id)
-    if node is None:
-        raise errors.NotFound("Node not found.")
-    if node.kind != "image":
-        raise errors.NotAnImageNode()
-    return node
-
-
 def node_models(ctx: AppContext, account: Account, node_id: str) -> list[dict[str, Any]]:
     with session_scope(ctx.engine) as session:
-        node = _image_node(session, account, node_id)
+        node = image_node_or_404(session, account, node_id)
         connected = len(BoardGraph(session, node.board_id, ctx.base_url).references(node.id))
     out = []
     for spec in ctx.catalog.models:
@@ -72,7 +64,7 @@ def _spec_and_price(ctx: AppContext, model_id: str, params: dict[str, Any]) -> t
 
 def quote(ctx: AppContext, account: Account, node_id: str, model_id: str, params: dict[str, Any]) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        _image_node(session, account, node_id)
+        image_node_or_404(session, account, node_id)
         balance = accounts_repo.get(session, account.id)
         assert balance is not None
     _, resolved = _spec_and_price(ctx, model_id, params)
@@ -97,8 +89,14 @@ def _replay(existing: Generation, fingerprint: str) -> dict[str, Any]:
     return generation_view(existing)
 
 
-def accept(ctx: AppContext, account: Account, node_id: str, body: GenerationCreate,
-           idempotency_key: str | None, request_id: str | None) -> tuple[dict[str, Any], bool]:
+def accept(
+    ctx: AppContext,
+    account: Account,
+    node_id: str,
+    body: GenerationCreate,
+    idempotency_key: str | None,
+    request_id: str | None,
+) -> tuple[dict[str, Any], bool]:
     """Returns (generation, created). The Celery message is sent only after the commit that made
     the row visible; if sending fails the sweeper enqueues it later."""
     fingerprint = _fingerprint(node_id, body)
@@ -122,10 +120,17 @@ def accept(ctx: AppContext, account: Account, node_id: str, body: GenerationCrea
     return view, True
 
 
-def _accept_in_tx(ctx: AppContext, account: Account, node_id: str, body: GenerationCreate,
-                  idempotency_key: str | None, fingerprint: str, request_id: str | None) -> dict[str, Any] | None:
+def _accept_in_tx(
+    ctx: AppContext,
+    account: Account,
+    node_id: str,
+    body: GenerationCreate,
+    idempotency_key: str | None,
+    fingerprint: str,
+    request_id: str | None,
+) -> dict[str, Any] | None:
     with session_scope(ctx.engine) as session:
-        node = _image_node(session, account, node_id)
+        node = image_node_or_404(session, account, node_id)
         # The board lock serializes accepts on one board: "one active generation per node" and
         # "never a node and its direct upstream at once" are decided against committed state
         # (and the unique active_node_id constraint backs the first one in the database).
@@ -140,12 +145,14 @@ def _accept_in_tx(ctx: AppContext, account: Account, node_id: str, body: Generat
         upstream_text = [t for _, t in graph.upstream_texts(node.id)]
         if node.status == "generating":
             raise errors.AlreadyGenerating()
-        blocking = [i.source_node_id for i in graph.incoming(node.id)
-                    if graph.nodes[i.source_node_id].status == "generating"]
+        blocking = [
+            i.source_node_id for i in graph.incoming(node.id) if graph.nodes[i.source_node_id].status == "generating"
+        ]
         if blocking:
             raise errors.UpstreamInProgress(blocking_node_ids=blocking)
-        busy_downstream = [t for t in dict.fromkeys(graph.downstream_ids(node.id))
-                           if graph.nodes[t].status == "generating"]
+        busy_downstream = [
+            t for t in dict.fromkeys(graph.downstream_ids(node.id)) if graph.nodes[t].status == "generating"
+        ]
         if busy_downstream:
             raise errors.DownstreamInProgress(blocking_node_ids=busy_downstream)
         prompt = resolved_prompt(upstream_text, node.prompt)
@@ -222,9 +229,7 @@ def get(ctx: AppContext, account: Account, generation_id: str) -> dict[str, Any]
 
 def history(ctx: AppContext, account: Account, node_id: str, limit: int, cursor: str | None) -> list[Generation]:
     with session_scope(ctx.engine) as session:
-        node = repo.get_node(session, account.id, node_id)
-        if node is None:
-            raise errors.NotFound("Node not found.")
+        node_or_404(session, account, node_id)
         q = select(Generation).where(Generation.node_id == node_id)
         if cursor:
             q = q.where(col(Generation.id) < cursor)
@@ -240,8 +245,7 @@ def cancel(ctx: AppContext, account: Account, generation_id: str) -> dict[str, A
         session.refresh(gen)
         if gen.status not in ("queued", "running"):
             return generation_view(gen)
-        lifecycle.end_generation(session, gen, "canceled", base_url=ctx.base_url,
-                                 error_code=None, error_message=None)
+        lifecycle.end_generation(session, gen, "canceled", base_url=ctx.base_url, error_code=None, error_message=None)
         view = generation_view(gen)
     lifecycle.signal_cancel(ctx.redis, generation_id)
     return view

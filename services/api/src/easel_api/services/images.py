@@ -5,29 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from easel_api.context import AppContext
+from easel_api.services.common import image_node_or_404
 from easel_shared import lifecycle
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
 from easel_shared.images import store_image
 from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_image
-from easel_shared.models import Account, Generation, Image, Node
+from easel_shared.models import Account, Generation, Image
 from easel_shared.repositories import boards as repo
 from easel_shared.views import BoardGraph
 
 
-def _image_node(session: Any, account: Account, node_id: str) -> Node:
-    node = repo.get_node(session, account.id, node_id)
-    if node is None:
-        raise errors.NotFound("Node not found.")
-    if node.kind != "image":
-        raise errors.NotAnImageNode()
-    return node
-
-
 def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        node = _image_node(session, account, node_id)
+        node = image_node_or_404(session, account, node_id)
         if not upload_available(node.status, node.image_id is not None):
             raise errors.UploadNotAvailable()
     if not data:
@@ -44,7 +36,7 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
     canceled: list[str] = []
     with session_scope(ctx.engine) as session:
         repo.lock_board(session, node.board_id)
-        node = _image_node(session, account, node_id)
+        node = image_node_or_404(session, account, node_id)
         session.refresh(node)
         if not upload_available(node.status, node.image_id is not None):
             raise errors.UploadNotAvailable()
@@ -53,9 +45,15 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
             gen = session.get(Generation, node.active_generation_id)
             if gen is not None and gen.status in ("queued", "running"):
                 # "Uploading while the node is generating cancels that generation; the upload stays."
-                lifecycle.end_generation(session, gen, "canceled", base_url=ctx.base_url, publish_node=False,
-                                         error_code="replaced_by_upload",
-                                         error_message="An upload replaced this generation.")
+                lifecycle.end_generation(
+                    session,
+                    gen,
+                    "canceled",
+                    base_url=ctx.base_url,
+                    publish_node=False,
+                    error_code="replaced_by_upload",
+                    error_message="An upload replaced this generation.",
+                )
                 canceled.append(gen.id)
         node.image_id = image.id
         node.status = "ready"
@@ -72,7 +70,7 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
 
 def crop(ctx: AppContext, account: Account, node_id: str, x: int, y: int, width: int, height: int) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        node = _image_node(session, account, node_id)
+        node = image_node_or_404(session, account, node_id)
         if node.status != "ready" or not node.image_id:
             raise errors.NoImage("Crop is available when the node holds an image.")
         current = repo.get_image(session, node.image_id)
@@ -84,7 +82,7 @@ def crop(ctx: AppContext, account: Account, node_id: str, x: int, y: int, width:
     image = store_image(ctx.store, account.id, data, info, "crop")
     with session_scope(ctx.engine) as session:
         repo.lock_board(session, node.board_id)
-        node = _image_node(session, account, node_id)
+        node = image_node_or_404(session, account, node_id)
         session.refresh(node)
         if node.image_id != current.id or node.status != "ready":
             raise errors.NoImage("The node's image changed while cropping; try again.")
@@ -103,13 +101,16 @@ def _download_name(image: Image) -> str:
 
 def node_image_url(ctx: AppContext, account: Account, node_id: str, *, download: bool) -> str:
     with session_scope(ctx.engine) as session:
-        node = _image_node(session, account, node_id)
+        node = image_node_or_404(session, account, node_id)
         if not node.image_id or node.status != "ready":
             raise errors.NoImage()
         image = repo.get_image(session, node.image_id)
         assert image is not None
-    return ctx.store.presigned_url(image.storage_key, expires_in=ctx.settings.presigned_url_ttl_seconds,
-                                   download_filename=_download_name(image) if download else None)
+    return ctx.store.presigned_url(
+        image.storage_key,
+        expires_in=ctx.settings.presigned_url_ttl_seconds,
+        download_filename=_download_name(image) if download else None,
+    )
 
 
 def image_url(ctx: AppContext, account: Account, image_id: str, *, thumbnail: bool) -> str:
@@ -119,4 +120,3 @@ def image_url(ctx: AppContext, account: Account, image_id: str, *, thumbnail: bo
             raise errors.NotFound("Image not found.")
     key = image.thumbnail_key if thumbnail else image.storage_key
     return ctx.store.presigned_url(key, expires_in=ctx.settings.presigned_url_ttl_seconds)
-

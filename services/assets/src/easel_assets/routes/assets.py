@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import RedirectResponse
 
-from easel_assets.deps import AccountDep, CtxDep, PageDep
+from easel_assets.deps import AccountDep, CtxDep
 from easel_assets.services import library
+from easel_shared.web import PageDep
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 

@@ -1,0 +1,50 @@
+"""Model catalog: which image models exist, what they accept and what they cost.
+
+Pure domain code: standard library only (no I/O, no framework imports). Reading the
+catalog file lives in :mod:`easel_shared.catalog_loader`.
+
+Layout: :mod:`.spec` (:class:`ModelSpec`, :class:`Catalog` and their invariants), :mod:`.params`
+(output size, price, parameter checks and defaults, availability), :mod:`.parsing` (plain data
+to :class:`Catalog`, overlays).
+"""
+
+from easel_shared.domain.catalog.params import (
+    ResolvedParams,
+    availability,
+    output_size,
+    price,
+    resolve_params,
+    validate_params,
+)
+from easel_shared.domain.catalog.parsing import merge_catalogs, parse_catalog
+from easel_shared.domain.catalog.spec import (
+    BUILTIN_STYLES,
+    DEFAULT_ASPECT_RATIO,
+    LONG_SIDE,
+    MAX_SEED,
+    PARAM_KEYS,
+    PROVIDERS,
+    RESOLUTIONS,
+    Catalog,
+    ModelSpec,
+)
+
+__all__ = [
+    "BUILTIN_STYLES",
+    "DEFAULT_ASPECT_RATIO",
+    "LONG_SIDE",
+    "MAX_SEED",
+    "PARAM_KEYS",
+    "PROVIDERS",
+    "RESOLUTIONS",
+    "Catalog",
+    "ModelSpec",
+    "ResolvedParams",
+    "availability",
+    "merge_catalogs",
+    "output_size",
+    "parse_catalog",
+    "price",
+    "resolve_params",
+    "validate_params",
+]

@@ -1,0 +1,100 @@
+"""The `{"error": {...}}` envelope both web services answer with (see `API.md`).
+
+Each service keeps its own map from domain error codes to HTTP statuses and passes it to
+:func:`install_error_handlers`; the handlers themselves live here so the envelope cannot drift
+between services. Only services with a web framework import this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from easel_shared.domain.errors import DomainError
+from easel_shared.storage import TransientStorageError
+
+_log = logging.getLogger(__name__)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install_error_handlers(
+    app: FastAPI, status_by_code: Mapping[str, int], *, logger: logging.Logger | None = None
+) -> None:
+    """Domain errors (status from ``status_by_code``, 400 if unmapped), request validation,
+    Starlette's HTTP errors and, last, any unexpected exception as a 500.
+
+    ``logger`` names the service in the log records (default: this module's logger)."""
+    log = logger or _log
+
+    @app.exception_handler(DomainError)
+    async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
+        headers = {}
+        extra = dict(exc.extra)
+        if "retry_after" in extra:
+            headers["Retry-After"] = str(extra["retry_after"])
+        return JSONResponse(
+            error_body(exc.code, exc.message, **extra),
+            status_code=status_by_code.get(exc.code, 400),
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": [str(p) for p in err.get("loc", ())], "message": err.get("msg", "")} for err in exc.errors()]
+        first = details[0] if details else {"loc": [], "message": "invalid request"}
+        where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
+        return JSONResponse(
+            error_body("validation_error", f"Invalid {where}: {first['message']}.", details=details),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404:
+            message = "The resource does not exist."
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "An unexpected error occurred."), status_code=500)
+
+
+def install_data_error_handler(app: FastAPI, *, logger: logging.Logger | None = None) -> None:
+    """A value the database refuses (PostgreSQL: a NUL character in any text, an id or a
+    cursor) is the request's fault, not the server's: 422 ``validation_error``."""
+    log = logger or _log
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, exc: DataError) -> JSONResponse:
+        log.info("database refused a request value: %s", exc.orig)
+        return JSONResponse(
+            error_body("validation_error", "The request contains a value that cannot be stored or searched for."),
+            status_code=422,
+        )
+
+
+def install_storage_error_handler(app: FastAPI, *, logger: logging.Logger | None = None) -> None:
+    """Object storage hiccups are worth a retry, unlike a bug: say so with a 503."""
+    log = logger or _log
+
+    @app.exception_handler(TransientStorageError)
+    async def _storage(_request: Request, exc: TransientStorageError) -> JSONResponse:
+        log.warning("object storage unavailable: %s", exc)
+        return JSONResponse(
+            error_body("storage_unavailable", "Image storage is unavailable; try again shortly."),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
