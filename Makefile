@@ -30,7 +30,7 @@ typecheck: setup
 unit: setup
 	$(UV) run --no-sync pytest tests/unit
 
-test: setup lint
+test: setup lint typecheck
 	$(UV) run --no-sync pytest
 
 bench: setup

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from easel_shared.ids import new_id
 from easel_shared.imaging import THUMBNAIL_CONTENT_TYPE, ImageInfo, make_thumbnail
 from easel_shared.models import Image
 from easel_shared.storage import ObjectStore
+
+_writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="image-writer")
 
 _THUMB_EXT = {"image/webp": "webp", "image/png": "png", "image/jpeg": "jpg"}
 
@@ -20,8 +24,12 @@ def store_image(store: ObjectStore, account_id: str, data: bytes, info: ImageInf
     image_id = image_id or new_id("img")
     key = f"images/{account_id}/{image_id}.{info.extension}"
     thumb_key = f"images/{account_id}/{image_id}.thumb.{thumbnail_ext()}"
-    store.put(key, data, info.content_type)
-    store.put(thumb_key, make_thumbnail(data), THUMBNAIL_CONTENT_TYPE)
+    # The original's upload overlaps the thumbnail's rendering (both mostly release the GIL).
+    original = _writer.submit(store.put, key, data, info.content_type)
+    try:
+        store.put(thumb_key, make_thumbnail(data), THUMBNAIL_CONTENT_TYPE)
+    finally:
+        original.result()
     return Image(
         id=image_id,
         account_id=account_id,
