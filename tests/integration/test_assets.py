@@ -438,3 +438,12 @@ def test_storage_failures_are_retried_and_hopeless_events_set_aside(
         stack.start_assets()
     assert follow(lib, f"/v1/assets/{asset_id}/content").content == original
     assert listed_ids(lib) == [asset_id]
+
+
+def test_values_the_database_cannot_hold_are_not_server_errors(stack: Stack, account: Account) -> None:
+    lib = library(stack, account)
+    r = lib.get("/v1/assets", params={"cursor": "ast_\x00"})
+    # PostgreSQL refuses NUL in text (a clear 422); SQLite stores it and finds nothing.
+    assert r.status_code == (422 if stack.db_kind == "postgresql" else 200), r.text
+    r = lib.get("/v1/assets/ast_%00x")
+    assert r.status_code == (422 if stack.db_kind == "postgresql" else 404), r.text

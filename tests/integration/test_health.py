@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import Account, ServerThread, Stack, make_settings
+from tests.fixtures.stack import Account, ServerThread, Stack, make_settings, png_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +77,22 @@ def test_readyz_names_failed_storage(api_with_dead_storage: str) -> None:
     assert "storage" in body["error"]["message"]
     # Still alive: liveness does not depend on storage.
     assert httpx.get(f"{api_with_dead_storage}/healthz", timeout=10).status_code == 200
+
+
+def test_a_storage_outage_is_a_503_and_loses_nothing(stack: Stack, account: Account,
+                                                     api_with_dead_storage: str) -> None:
+    board = account.client.post("/v1/boards", json={"name": "outage"}).json()
+    node = account.client.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "image"}).json()
+    with httpx.Client(base_url=api_with_dead_storage, timeout=120,
+                      headers={"Authorization": f"Bearer {account.api_key}"}) as c:
+        r = c.post(f"/v1/nodes/{node['id']}/image", files={"file": ("a.png", png_bytes(), "image/png")})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "storage_unavailable"
+    assert r.headers["Retry-After"]
+    # Nothing half-done: the node is still empty and can take the upload once storage answers.
+    assert account.client.get(f"/v1/nodes/{node['id']}").json()["status"] == "empty"
+    ok = account.client.post(f"/v1/nodes/{node['id']}/image", files={"file": ("a.png", png_bytes(), "image/png")})
+    assert ok.status_code == 200, ok.text
 
 
 def test_metrics_are_prometheus_text(stack: Stack, account: Account) -> None:
