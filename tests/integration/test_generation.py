@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session, select
 
 from easel_shared.models import Image, OutboxEvent
-from easel_shared.outbox import RETAIN_IMAGE
+from easel_shared.repositories.outbox import RETAIN_IMAGE
 from tests.fixtures.generation import (
     PARAMS_1K,
     SKETCH,

@@ -8,7 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlmodel import Session, col
 
+from easel_shared.models import Generation
 from tests.fixtures.generation import (
     PARAMS_1K,
     SKETCH,
@@ -203,3 +206,35 @@ def test_text_upstream_alone_satisfies_the_prompt(account: Account, board: dict[
     assert gen["prompt"] == "only upstream words"
     assert gen["reference_image_ids"] == []
     assert wait_final(c, gen["id"])["status"] == "succeeded"
+
+
+def test_the_worker_checks_the_rules_again_before_running(stack: Stack, account: Account) -> None:
+    """The catalog can change between accept and run: the worker refuses a snapshot its model no
+    longer supports (here: a resolution the model does not offer) and the credits come back."""
+    c = account.client
+    n = image_node(c, new_board(c), prompt="a kite")
+    assert stack.worker is not None
+    with stack.worker.paused():
+        gen = accepted(c, n["id"], SKETCH)
+        with Session(stack.engine) as session:
+            session.execute(update(Generation).where(col(Generation.id) == gen["id"])
+                            .values(params={"resolution": "2K", "aspect_ratio": "1:1", "seed": 1}))
+            session.commit()
+    done = wait_final(c, gen["id"])
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "unsupported_params"
+    assert ledger_kinds(c, gen["id"]) == ["reserve", "release"]
+    assert node(c, n["id"])["error"]["code"] == "unsupported_params"
+    assert balance(c)[1] == 0
+
+
+def test_bad_parameters_are_refused_when_set(stack: Stack, account: Account) -> None:
+    c = account.client
+    n = image_node(c, new_board(c))
+    error(c.patch(f"/v1/nodes/{n['id']}", json={"params": {"steps": 30}}), 422, "unsupported_params")
+    assert c.patch(f"/v1/nodes/{n['id']}", json={"model_id": SKETCH}).status_code == 200
+    # Easel Sketch renders 1K only.
+    error(c.patch(f"/v1/nodes/{n['id']}", json={"params": {"resolution": "2K"}}), 422, "unsupported_params")
+    ok = c.patch(f"/v1/nodes/{n['id']}", json={"params": {"resolution": "1K", "aspect_ratio": "16:9"}})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["params"] == {"resolution": "1K", "aspect_ratio": "16:9"}

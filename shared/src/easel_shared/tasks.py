@@ -8,7 +8,6 @@ from celery import Celery
 
 GENERATION_QUEUE = "generations"
 RUN_GENERATION = "generation.run"
-SWEEP = "generation.sweep"
 
 
 def celery_config(broker_url: str, visibility_timeout: int) -> dict[str, object]:

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlmodel import Session
 
 from easel_api.context import AppContext
-from easel_shared.db import session_scope
 from easel_shared.domain.errors import RateLimited, Unauthenticated
 from easel_shared.models import Account
 from easel_shared.ratelimit import RateLimiter
@@ -21,14 +19,6 @@ def get_ctx(request: Request) -> AppContext:
 
 
 CtxDep = Annotated[AppContext, Depends(get_ctx)]
-
-
-def get_session(ctx: CtxDep) -> Iterator[Session]:
-    with session_scope(ctx.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_account(ctx: CtxDep, authorization: Annotated[str | None, Header()] = None) -> Account:

@@ -30,7 +30,7 @@ from easel_assets.context import AppContext
 from easel_assets.services.library import asset_keys
 from easel_shared.db import session_scope
 from easel_shared.models import Asset, Image, OutboxEvent
-from easel_shared.outbox import RETAIN_IMAGE, claim_batch, mark_done, mark_failed
+from easel_shared.repositories.outbox import RETAIN_IMAGE, claim_batch, lock_event, mark_done, mark_failed
 from easel_shared.storage import ObjectNotFound, StorageError
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,6 @@ def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _locked_event(session: Session, event_id: int) -> OutboxEvent | None:
-    """The event, locked for this transaction; None while another relay holds it."""
-    return session.get(OutboxEvent, event_id, with_for_update={"skip_locked": True})
-
-
 def _plan(session: Session, event: OutboxEvent) -> _Plan | None:
     """What to copy and insert, or None when the asset already exists (a repeated event)."""
     payload = event.payload if isinstance(event.payload, dict) else {}
@@ -128,7 +123,7 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
     would stall the api whenever storage is slow.
     """
     with session_scope(ctx.engine) as session:
-        event = _locked_event(session, event_id)
+        event = lock_event(session, event_id)
         if event is None or event.processed_at is not None:
             return False  # another relay has it, or already finished it
         try:
@@ -153,7 +148,7 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
     except StorageError as exc:
         gone = isinstance(exc, ObjectNotFound)
         with session_scope(ctx.engine) as session:
-            event = _locked_event(session, event_id)
+            event = lock_event(session, event_id)
             if event is None or event.processed_at is not None:
                 return False
             if gone:
@@ -165,7 +160,7 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
         return False
 
     with session_scope(ctx.engine) as session:
-        event = _locked_event(session, event_id)
+        event = lock_event(session, event_id)
         if event is None:
             return False  # another relay is finishing it; it writes the very same keys
         if event.processed_at is not None:

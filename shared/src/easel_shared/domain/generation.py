@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from easel_shared.domain.catalog import ModelSpec, availability, validate_params
 
 NodeStatus = Literal["empty", "generating", "ready", "failed"]
 
@@ -73,3 +75,18 @@ def resolved_prompt(upstream_texts: Sequence[str], prompt: str) -> str:
     if prompt.strip():
         parts.append(prompt.strip())
     return "\n".join(parts)
+
+
+def run_blocker(spec: ModelSpec | None, params: Mapping[str, object],
+                reference_count: int) -> tuple[str, str] | None:
+    """The worker's second look at an accepted snapshot before doing the work (the catalog may
+    have changed since the api accepted it): the same rules, as (error code, message)."""
+    if spec is None:
+        return "unknown_model", "This model is no longer offered."
+    problem = validate_params(spec, params)
+    if problem:
+        return "unsupported_params", problem
+    fits, why_not = availability(spec, reference_count)
+    if not fits:
+        return "too_many_references", why_not or "Too many reference images for this model."
+    return None

@@ -3,11 +3,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from easel_shared.ids import new_id
 from easel_shared.models import Account, LedgerEntry
+from easel_shared.repositories.paging import newest_first
 
 
 def hash_api_key(api_key: str) -> str:
@@ -110,7 +111,11 @@ def release(session: Session, account_id: str, amount: int, generation_id: str, 
 
 
 def ledger_page(session: Session, account_id: str, limit: int, cursor: str | None) -> list[LedgerEntry]:
-    q = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
-    if cursor:
-        q = q.where(col(LedgerEntry.id) < cursor)
-    return list(session.exec(q.order_by(col(LedgerEntry.id).desc()).limit(limit + 1)))
+    return newest_first(session, select(LedgerEntry).where(LedgerEntry.account_id == account_id),
+                        LedgerEntry.id, limit, cursor)
+
+
+def reserved_total(session: Session) -> int:
+    """Credits held by generations in flight, across accounts (a gauge for operators)."""
+    total = session.exec(select(func.coalesce(func.sum(Account.reserved_credits), 0))).one()
+    return int(total)

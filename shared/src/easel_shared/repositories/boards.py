@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from easel_shared.clock import utcnow
 from easel_shared.db import is_sqlite
 from easel_shared.models import Board, Edge, Image, Node
+from easel_shared.repositories.paging import newest_first
 
 
 def get_board(session: Session, account_id: str, board_id: str) -> Board | None:
@@ -29,10 +30,7 @@ def lock_board(session: Session, board_id: str) -> Board | None:
 
 
 def list_boards(session: Session, account_id: str, limit: int, cursor: str | None) -> list[Board]:
-    q = select(Board).where(Board.account_id == account_id)
-    if cursor:
-        q = q.where(col(Board.id) < cursor)
-    return list(session.exec(q.order_by(col(Board.id).desc()).limit(limit + 1)))
+    return newest_first(session, select(Board).where(Board.account_id == account_id), Board.id, limit, cursor)
 
 
 def board_nodes(session: Session, board_id: str) -> list[Node]:

@@ -7,10 +7,7 @@ from fastapi import APIRouter, Response, status
 from easel_api.deps import AccountDep, CtxDep
 from easel_api.schemas.requests import BoardCreate, EdgeCreate, NodeCreate, NodePatch
 from easel_api.services import boards
-from easel_shared.db import session_scope
-from easel_shared.repositories import boards as repo
-from easel_shared.views import board_view
-from easel_shared.web import PageDep, page
+from easel_shared.web import PageDep
 
 router = APIRouter(prefix="/v1")
 
@@ -22,9 +19,7 @@ def create_board(body: BoardCreate, ctx: CtxDep, account: AccountDep) -> dict[st
 
 @router.get("/boards")
 def list_boards(ctx: CtxDep, account: AccountDep, p: PageDep) -> dict[str, Any]:
-    with session_scope(ctx.engine) as session:
-        rows = repo.list_boards(session, account.id, p.limit, p.cursor)
-    return page(rows, p.limit, board_view, lambda b: b.id)
+    return boards.list_boards(ctx, account, p.limit, p.cursor)
 
 
 @router.get("/boards/{board_id}")

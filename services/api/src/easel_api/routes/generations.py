@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/models")
 def list_models(ctx: CtxDep, _account: AccountDep) -> dict[str, Any]:
-    return {"items": [generations.model_view(m) for m in ctx.catalog.models], "next_cursor": None}
+    return generations.list_models(ctx)
 
 
 @router.get("/nodes/{node_id}/models")

@@ -15,11 +15,13 @@ from easel_shared import events, lifecycle
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
+from easel_shared.domain.catalog import PARAM_KEYS, validate_params
 from easel_shared.domain.graph import can_connect, would_create_cycle
 from easel_shared.ids import new_id
 from easel_shared.models import Account, Board, Edge, Generation, Node
 from easel_shared.repositories import boards as repo
 from easel_shared.views import BoardGraph, board_view, edge_view
+from easel_shared.web import page
 
 
 def _board_or_404(session: Session, account: Account, board_id: str) -> Board:
@@ -55,6 +57,12 @@ def create_board(ctx: AppContext, account: Account, name: str) -> dict[str, Any]
         session.add(board)
         session.flush()
         return board_view(board)
+
+
+def list_boards(ctx: AppContext, account: Account, limit: int, cursor: str | None) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        rows = repo.list_boards(session, account.id, limit, cursor)
+    return page(rows, limit, board_view, lambda b: b.id)
 
 
 def get_board(ctx: AppContext, account: Account, board_id: str) -> dict[str, Any]:
@@ -130,6 +138,7 @@ def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch)
             node.model_id = body.model_id
         if "params" in fields:
             node.params = dict(body.params or {})
+            _check_params(ctx, node.model_id, node.params)
         if "position" in fields and body.position is not None:
             node.x, node.y = body.position.x, body.position.y
         repo.touch(node)
@@ -143,6 +152,19 @@ def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch)
             for target in dict.fromkeys(graph.downstream_ids(node.id)):
                 events.stage(session, node.board_id, "node.updated", graph.node_view(target))
         return view
+
+
+def _check_params(ctx: AppContext, model_id: str | None, params: dict[str, Any]) -> None:
+    """Bad parameters are refused when they are set, not only later at Generate: against the
+    node's model when one is chosen, else by name."""
+    spec = ctx.catalog.get(model_id) if model_id else None
+    if spec is not None:
+        problem = validate_params(spec, params)
+    else:
+        unknown = sorted(set(params) - set(PARAM_KEYS))
+        problem = f"Unknown parameter(s): {', '.join(unknown)}." if unknown else None
+    if problem:
+        raise errors.UnsupportedParams(problem)
 
 
 def _cancel_active(ctx: AppContext, session: Session, node: Node, *, publish: bool = True) -> list[str]:

@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from easel_api.context import AppContext
 from easel_api.schemas.requests import GenerationCreate
@@ -24,6 +24,7 @@ from easel_shared.ids import new_id
 from easel_shared.models import Account, Generation
 from easel_shared.repositories import accounts as accounts_repo
 from easel_shared.repositories import boards as repo
+from easel_shared.repositories import generations as generations_repo
 from easel_shared.views import BoardGraph, generation_view
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ def node_models(ctx: AppContext, account: Account, node_id: str) -> list[dict[st
     return out
 
 
+def list_models(ctx: AppContext) -> dict[str, Any]:
+    return {"items": [model_view(m) for m in ctx.catalog.models], "next_cursor": None}
+
+
 def _spec_and_price(ctx: AppContext, model_id: str, params: dict[str, Any]) -> tuple[ModelSpec, ResolvedParams]:
     spec = ctx.catalog.get(model_id)
     if spec is None:
@@ -77,12 +82,6 @@ def _fingerprint(node_id: str, body: GenerationCreate) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _by_key(session: Session, account_id: str, key: str) -> Generation | None:
-    return session.exec(
-        select(Generation).where(Generation.account_id == account_id, Generation.idempotency_key == key)
-    ).first()
-
-
 def _replay(existing: Generation, fingerprint: str) -> dict[str, Any]:
     if existing.request_fingerprint != fingerprint:
         raise errors.IdempotencyKeyReused()
@@ -105,12 +104,14 @@ def accept(
     except IntegrityError:
         # A concurrent twin won the unique (account, key) or one-active-generation constraint.
         with session_scope(ctx.engine) as session:
-            if idempotency_key and (existing := _by_key(session, account.id, idempotency_key)):
+            existing = (generations_repo.by_idempotency_key(session, account.id, idempotency_key)
+                        if idempotency_key else None)
+            if existing is not None:
                 return _replay(existing, fingerprint), False
         raise errors.AlreadyGenerating() from None
     if view is None:
         with session_scope(ctx.engine) as session:
-            existing = _by_key(session, account.id, idempotency_key or "")
+            existing = generations_repo.by_idempotency_key(session, account.id, idempotency_key or "")
             assert existing is not None
             return _replay(existing, fingerprint), False
     try:
@@ -135,7 +136,7 @@ def _accept_in_tx(
         # "never a node and its direct upstream at once" are decided against committed state
         # (and the unique active_node_id constraint backs the first one in the database).
         repo.lock_board(session, node.board_id)
-        if idempotency_key and _by_key(session, account.id, idempotency_key) is not None:
+        if idempotency_key and generations_repo.by_idempotency_key(session, account.id, idempotency_key) is not None:
             return None
         session.refresh(node)
         if body.prompt is not None:
@@ -168,10 +169,10 @@ def _accept_in_tx(
             "seed": resolved.seed if resolved.seed is not None else secrets.randbelow(2**31),
         }
         references = graph.references(node.id)
-        if len(references) > spec.max_reference_images:
+        fits, why_not = availability(spec, len(references))
+        if not fits:
             raise errors.TooManyReferences(
-                f"{spec.name} accepts at most {spec.max_reference_images} reference image(s); "
-                f"{len(references)} are connected.",
+                why_not,
                 max_reference_images=spec.max_reference_images,
                 connected=len(references),
             )
@@ -219,28 +220,28 @@ def _accept_in_tx(
         return view
 
 
+def _generation_or_404(session: Session, account: Account, generation_id: str) -> Generation:
+    gen = generations_repo.get_account_generation(session, account.id, generation_id)
+    if gen is None:
+        raise errors.NotFound("Generation not found.")
+    return gen
+
+
 def get(ctx: AppContext, account: Account, generation_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        gen = session.get(Generation, generation_id)
-        if gen is None or gen.account_id != account.id:
-            raise errors.NotFound("Generation not found.")
+        gen = _generation_or_404(session, account, generation_id)
         return generation_view(gen)
 
 
 def history(ctx: AppContext, account: Account, node_id: str, limit: int, cursor: str | None) -> list[Generation]:
     with session_scope(ctx.engine) as session:
         node_or_404(session, account, node_id)
-        q = select(Generation).where(Generation.node_id == node_id)
-        if cursor:
-            q = q.where(col(Generation.id) < cursor)
-        return list(session.exec(q.order_by(col(Generation.id).desc()).limit(limit + 1)))
+        return generations_repo.node_history(session, node_id, limit, cursor)
 
 
 def cancel(ctx: AppContext, account: Account, generation_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        gen = session.get(Generation, generation_id)
-        if gen is None or gen.account_id != account.id:
-            raise errors.NotFound("Generation not found.")
+        gen = _generation_or_404(session, account, generation_id)
         repo.lock_board(session, gen.board_id)
         session.refresh(gen)
         if gen.status not in ("queued", "running"):

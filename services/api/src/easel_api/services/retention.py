@@ -9,8 +9,9 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_shared.domain import errors
 from easel_shared.ids import new_id
-from easel_shared.models import Account, Asset, Image, Node
-from easel_shared.outbox import RETAIN_IMAGE, enqueue
+from easel_shared.models import Account, Image, Node
+from easel_shared.repositories.assets import get_account_asset
+from easel_shared.repositories.outbox import RETAIN_IMAGE, enqueue
 
 
 def retain(session: Session, node: Node, *, reason: str) -> str:
@@ -34,8 +35,8 @@ def retain(session: Session, node: Node, *, reason: str) -> str:
 def place_asset(ctx: AppContext, session: Session, account: Account, asset_id: str) -> Image:
     """A library asset becomes a new node image. The node gets its own copy of the bytes, so
     deleting the asset later never breaks the node (and the asset stays in the library)."""
-    asset = session.get(Asset, asset_id)
-    if asset is None or asset.account_id != account.id or asset.deleted_at is not None:
+    asset = get_account_asset(session, account.id, asset_id)
+    if asset is None:
         raise errors.NotFound("Asset not found.")
     image_id = new_id("img")
     ext = asset.storage_key.rsplit(".", 1)[-1]

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from easel_assets.context import AppContext
 from easel_shared.clock import rfc3339, utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.models import Account, Asset, Image
+from easel_shared.repositories.assets import assets_page, get_account_asset
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,6 @@ def asset_keys(account_id: str, asset_id: str, image: Image) -> tuple[str, str]:
 
 
 # -- queries ---------------------------------------------------------------------------------- #
-
-
-def account_asset(session: Session, account_id: str, asset_id: str) -> Asset | None:
-    asset = session.get(Asset, asset_id)
-    if asset is None or asset.account_id != account_id or asset.deleted_at is not None:
-        return None
-    return asset
-
-
-def assets_page(session: Session, account_id: str, limit: int, cursor: str | None) -> list[Asset]:
-    """Newest first: asset ids are time-ordered (chosen when the node was deleted)."""
-    q = select(Asset).where(Asset.account_id == account_id, col(Asset.deleted_at).is_(None))
-    if cursor:
-        q = q.where(col(Asset.id) < cursor)
-    return list(session.exec(q.order_by(col(Asset.id).desc()).limit(limit + 1)))
 
 
 # -- views ------------------------------------------------------------------------------------ #
@@ -86,7 +72,7 @@ def asset_view(asset: Asset, base_url: str) -> dict[str, Any]:
 
 
 def _asset_or_404(session: Session, account: Account, asset_id: str) -> Asset:
-    asset = account_asset(session, account.id, asset_id)
+    asset = get_account_asset(session, account.id, asset_id)
     if asset is None:
         raise errors.NotFound("Asset not found.")
     return asset
@@ -123,7 +109,7 @@ def delete_asset(ctx: AppContext, account: Account, asset_id: str) -> None:
     for key in (asset.storage_key, asset.thumbnail_key):
         ctx.store.delete(key)
     with session_scope(ctx.engine) as session:
-        row = account_asset(session, account.id, asset_id)
+        row = get_account_asset(session, account.id, asset_id)
         if row is not None:
             row.deleted_at = utcnow()
             session.add(row)

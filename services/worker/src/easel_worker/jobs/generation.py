@@ -16,20 +16,21 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from easel_shared import events, lifecycle
 from easel_shared.clock import as_utc, utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain.catalog import output_size
+from easel_shared.domain.generation import run_blocker
 from easel_shared.ids import new_id
 from easel_shared.images import store_image
 from easel_shared.imaging import ImageRejected, inspect_image
 from easel_shared.logs import generation_id_var, request_id_var
 from easel_shared.models import Generation, Image, Node
-from easel_shared.outbox import RETAIN_IMAGE, enqueue
 from easel_shared.repositories import boards as repo
+from easel_shared.repositories import generations as generations_repo
+from easel_shared.repositories.outbox import RETAIN_IMAGE, enqueue
 from easel_shared.storage import StorageError, TransientStorageError
 from easel_shared.views import generation_view
 from easel_worker.metrics import GENERATIONS, MODEL_SECONDS
@@ -39,12 +40,7 @@ from easel_worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-MODEL_TRIES = 3
 STORAGE_TRIES = 4
-
-
-class LeaseLost(Exception):
-    """The row was canceled or taken over while we worked."""
 
 
 def _ms(seconds: float) -> int:
@@ -54,15 +50,8 @@ def _ms(seconds: float) -> int:
 def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
     """The lease token and a detached snapshot of the row, or None when it is not queued."""
     token = secrets.token_hex(8)
-    now = utcnow()
     with session_scope(rt.engine) as session:
-        result = session.execute(
-            update(Generation)
-            .where(col(Generation.id) == generation_id, col(Generation.status) == "queued")
-            .values(status="running", lease_token=token, attempts=col(Generation.attempts) + 1,
-                    heartbeat_at=now, started_at=now)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if not generations_repo.lease(session, generation_id, token):
             return None
         gen = session.get(Generation, generation_id)
         assert gen is not None
@@ -85,14 +74,7 @@ class _Heartbeat(threading.Thread):
         while not self.done.wait(self.rt.settings.heartbeat_interval_seconds):
             try:
                 with session_scope(self.rt.engine) as session:
-                    result = session.execute(
-                        update(Generation)
-                        .where(col(Generation.id) == self.generation_id,
-                               col(Generation.lease_token) == self.token,
-                               col(Generation.status) == "running")
-                        .values(heartbeat_at=utcnow())
-                    )
-                    if result.rowcount != 1:  # type: ignore[attr-defined]
+                    if not generations_repo.heartbeat(session, self.generation_id, self.token):
                         self.lost.set()
                         return
             except Exception:
@@ -115,8 +97,6 @@ def _with_retries(fn: Any, tries: int, transient: tuple[type[BaseException], ...
             return fn()
         except transient as exc:
             if attempt == tries or should_stop():
-                raise
-            if isinstance(exc, ModelError) and not exc.transient:
                 raise
             log.warning("transient failure (attempt %d/%d): %s", attempt, tries, exc)
             time.sleep(delay)
@@ -148,6 +128,11 @@ def _run(rt: Runtime, generation_id: str) -> None:
 
 def _work(rt: Runtime, generation_id: str, token: str, snapshot: Generation) -> None:
     log.info("generation %s running (attempt %s, model %s)", generation_id, snapshot.attempts, snapshot.model_id)
+    blocker = run_blocker(rt.catalog.get(snapshot.model_id), snapshot.params, len(snapshot.reference_image_ids))
+    if blocker is not None:
+        # The api checked these rules at accept; the catalog may have changed since.
+        _settle_failed(rt, generation_id, token, *blocker, {})
+        return
     hb = _Heartbeat(rt, generation_id, token)
     hb.start()
     timings: dict[str, int] = {}
@@ -180,8 +165,7 @@ def _work(rt: Runtime, generation_id: str, token: str, snapshot: Generation) -> 
 
 def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, float, Image]:
     spec = rt.catalog.get(gen.model_id)
-    if spec is None:
-        raise ModelError("model_error", "This model is no longer offered.", transient=False)
+    assert spec is not None  # run_blocker refused unknown models before the work began
     width, height = output_size(str(gen.params["resolution"]), str(gen.params["aspect_ratio"]))
     t0 = time.perf_counter()
     ref_images: dict[str, Image] = {}
@@ -200,8 +184,9 @@ def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, f
                           references=references, model=spec)
     t1 = time.perf_counter()
     try:
-        data: bytes = _with_retries(lambda: provider.generate(inp, should_cancel=should_cancel), MODEL_TRIES,
-                                    (ModelError,), should_cancel)
+        # Providers own their retries (the HTTP adapter backs off on timeouts and 5xx); a
+        # ModelError that reaches here is final, so retrying again would only multiply calls.
+        data = provider.generate(inp, should_cancel=should_cancel)
     finally:
         MODEL_SECONDS.labels(gen.model_id).observe(time.perf_counter() - t1)
     model_s = time.perf_counter() - t1

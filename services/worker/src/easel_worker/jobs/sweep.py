@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import update
-from sqlmodel import col, select
-
 from easel_shared import events, lifecycle, tasks
 from easel_shared.clock import as_utc, utcnow
 from easel_shared.db import session_scope
-from easel_shared.models import Account, Generation
+from easel_shared.models import Generation
+from easel_shared.repositories import accounts as accounts_repo
 from easel_shared.repositories import boards as repo
+from easel_shared.repositories import generations as generations_repo
 from easel_shared.views import generation_view
 from easel_worker.metrics import CREDITS_RESERVED, QUEUE_DEPTH
 from easel_worker.runtime import Runtime
@@ -36,18 +35,9 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
     now = utcnow()
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
     with session_scope(rt.engine) as session:
-        stale_queued = list(session.exec(
-            select(Generation.id, Generation.enqueued_at).where(
-                Generation.status == "queued",
-                col(Generation.enqueued_at) < now - timedelta(seconds=s.requeue_after_seconds),
-            ).limit(200)
-        ))
-        stale_running = list(session.exec(
-            select(Generation.id, Generation.lease_token, Generation.attempts).where(
-                Generation.status == "running",
-                col(Generation.heartbeat_at) < now - timedelta(seconds=s.stale_heartbeat_seconds),
-            ).limit(200)
-        ))
+        stale_queued = generations_repo.queued_before(session, now - timedelta(seconds=s.requeue_after_seconds))
+        stale_running = generations_repo.running_with_heartbeat_before(
+            session, now - timedelta(seconds=s.stale_heartbeat_seconds))
     to_send: list[str] = []
     if stale_queued:
         try:
@@ -62,13 +52,7 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
             ]
     for gen_id, enqueued_at in stale_queued:
         with session_scope(rt.engine) as session:
-            result = session.execute(
-                update(Generation)
-                .where(col(Generation.id) == gen_id, col(Generation.status) == "queued",
-                       col(Generation.enqueued_at) == enqueued_at)
-                .values(enqueued_at=utcnow())
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
+            if generations_repo.mark_enqueued(session, gen_id, enqueued_at):
                 to_send.append(gen_id)
                 counts["requeued"] += 1
     for gen_id, token, attempts in stale_running:
@@ -109,7 +93,6 @@ def _update_gauges(rt: Runtime) -> None:
     try:
         QUEUE_DEPTH.set(float(rt.redis.llen(tasks.GENERATION_QUEUE)))
         with session_scope(rt.engine) as session:
-            total = sum(a.reserved_credits for a in session.exec(select(Account).where(Account.reserved_credits > 0)))
-        CREDITS_RESERVED.set(float(total))
+            CREDITS_RESERVED.set(float(accounts_repo.reserved_total(session)))
     except Exception:
         log.debug("could not update gauges", exc_info=True)

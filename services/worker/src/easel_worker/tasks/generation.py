@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from easel_shared.tasks import RUN_GENERATION, SWEEP
+from easel_shared.tasks import RUN_GENERATION
 from easel_worker import runtime
-from easel_worker.jobs import generation, sweep
+from easel_worker.jobs import generation
 
 
 @shared_task(name=RUN_GENERATION, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
@@ -16,7 +16,3 @@ def run_generation(generation_id: str) -> None:
         return
     generation.run(runtime.get(), generation_id)
 
-
-@shared_task(name=SWEEP, ignore_result=True)  # type: ignore[untyped-decorator]
-def sweep_task() -> None:
-    sweep.sweep_once(runtime.get())

@@ -31,6 +31,11 @@ def claim_batch(session: Session, topic: str, limit: int = 50) -> list[OutboxEve
     return list(session.exec(q))
 
 
+def lock_event(session: Session, event_id: int) -> OutboxEvent | None:
+    """The event, locked for this transaction; None while another relay holds it."""
+    return session.get(OutboxEvent, event_id, with_for_update={"skip_locked": True})
+
+
 def mark_done(session: Session, event: OutboxEvent) -> None:
     event.processed_at = utcnow()
     session.add(event)

@@ -1,0 +1,81 @@
+"""Generation rows: idempotency lookups, history, and the worker's compare-and-set writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from easel_shared.clock import utcnow
+from easel_shared.models import Generation
+from easel_shared.repositories.paging import newest_first
+
+
+def get_account_generation(session: Session, account_id: str, generation_id: str) -> Generation | None:
+    gen = session.get(Generation, generation_id)
+    return gen if gen is not None and gen.account_id == account_id else None
+
+
+def by_idempotency_key(session: Session, account_id: str, key: str) -> Generation | None:
+    return session.exec(
+        select(Generation).where(Generation.account_id == account_id, Generation.idempotency_key == key)
+    ).first()
+
+
+def node_history(session: Session, node_id: str, limit: int, cursor: str | None) -> list[Generation]:
+    return newest_first(session, select(Generation).where(Generation.node_id == node_id), Generation.id,
+                        limit, cursor)
+
+
+def lease(session: Session, generation_id: str, token: str) -> bool:
+    """`queued -> running` for the holder of `token`; False when the row was not queued."""
+    now = utcnow()
+    result = session.execute(
+        update(Generation)
+        .where(col(Generation.id) == generation_id, col(Generation.status) == "queued")
+        .values(status="running", lease_token=token, attempts=col(Generation.attempts) + 1,
+                heartbeat_at=now, started_at=now)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def heartbeat(session: Session, generation_id: str, token: str) -> bool:
+    """Refresh the heartbeat; False when the lease is no longer ours (canceled or taken back)."""
+    result = session.execute(
+        update(Generation)
+        .where(col(Generation.id) == generation_id, col(Generation.lease_token) == token,
+               col(Generation.status) == "running")
+        .values(heartbeat_at=utcnow())
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def queued_before(session: Session, cutoff: datetime, limit: int = 200) -> list[tuple[str, datetime | None]]:
+    rows = session.exec(
+        select(Generation.id, Generation.enqueued_at)
+        .where(Generation.status == "queued", col(Generation.enqueued_at) < cutoff)
+        .limit(limit)
+    )
+    return [(gen_id, enqueued_at) for gen_id, enqueued_at in rows]
+
+
+def running_with_heartbeat_before(session: Session, cutoff: datetime,
+                                  limit: int = 200) -> list[tuple[str, str | None, int]]:
+    rows = session.exec(
+        select(Generation.id, Generation.lease_token, Generation.attempts)
+        .where(Generation.status == "running", col(Generation.heartbeat_at) < cutoff)
+        .limit(limit)
+    )
+    return [(gen_id, token, attempts) for gen_id, token, attempts in rows]
+
+
+def mark_enqueued(session: Session, generation_id: str, seen_enqueued_at: datetime | None) -> bool:
+    """Stamp a fresh send time, unless another sweeper already did (compare-and-set)."""
+    result = session.execute(
+        update(Generation)
+        .where(col(Generation.id) == generation_id, col(Generation.status) == "queued",
+               col(Generation.enqueued_at) == seen_enqueued_at)
+        .values(enqueued_at=utcnow())
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
