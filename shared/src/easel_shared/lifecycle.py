@@ -88,3 +88,18 @@ def end_generation(
     events.stage(session, gen.board_id, f"generation.{status}", generation_view(gen))
     if node is not None and publish_node:
         stage_node_and_downstream(session, gen.board_id, node.id, base_url)
+
+
+def cancel_active(session: Session, node: Node, *, base_url: str, error_code: str,
+                  error_message: str) -> str | None:
+    """Cancel (and refund) the node's queued or running generation because something replaces
+    it: the node's deletion, or an upload. The caller updates the node itself. Returns the
+    generation id, to signal its worker after the commit."""
+    if not node.active_generation_id:
+        return None
+    gen = session.get(Generation, node.active_generation_id)
+    if gen is None or gen.status not in ("queued", "running"):
+        return None
+    end_generation(session, gen, "canceled", base_url=base_url, publish_node=False,
+                   error_code=error_code, error_message=error_message)
+    return gen.id

@@ -18,7 +18,7 @@ from easel_shared.domain import errors
 from easel_shared.domain.catalog import PARAM_KEYS, validate_params
 from easel_shared.domain.graph import can_connect, would_create_cycle
 from easel_shared.ids import new_id
-from easel_shared.models import Account, Board, Edge, Generation, Node
+from easel_shared.models import Account, Board, Edge, Node
 from easel_shared.repositories import boards as repo
 from easel_shared.views import BoardGraph, board_view, edge_view
 from easel_shared.web import page
@@ -78,7 +78,7 @@ def delete_board(ctx: AppContext, account: Account, board_id: str) -> None:
         board = _board_or_404(session, account, board_id)
         _lock_board_or_404(session, board.id)
         for node in repo.board_nodes(session, board.id):
-            canceled += _cancel_active(ctx, session, node, publish=False)
+            canceled += _cancel_for_deletion(ctx, session, node)
             if node.kind == "image" and node.image_id:
                 retention.retain(session, node, reason="board_deleted")
         repo.delete_board_rows(session, board.id)
@@ -167,28 +167,16 @@ def _check_params(ctx: AppContext, model_id: str | None, params: dict[str, Any])
         raise errors.UnsupportedParams(problem)
 
 
-def _cancel_active(ctx: AppContext, session: Session, node: Node, *, publish: bool = True) -> list[str]:
-    if not node.active_generation_id:
-        return []
-    gen = session.get(Generation, node.active_generation_id)
-    if gen is None or gen.status not in ("queued", "running"):
-        return []
-    lifecycle.end_generation(
-        session,
-        gen,
-        "canceled",
-        base_url=ctx.base_url,
-        publish_node=publish,
-        error_code="node_deleted" if not publish else None,
-        error_message="The node was deleted." if not publish else None,
-    )
-    return [gen.id]
+def _cancel_for_deletion(ctx: AppContext, session: Session, node: Node) -> list[str]:
+    gen_id = lifecycle.cancel_active(session, node, base_url=ctx.base_url, error_code="node_deleted",
+                                     error_message="The node was deleted.")
+    return [gen_id] if gen_id else []
 
 
 def delete_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
         node = _locked_node_or_404(session, account, node_id)
-        canceled = _cancel_active(ctx, session, node, publish=False)
+        canceled = _cancel_for_deletion(ctx, session, node)
         asset_id = None
         if node.kind == "image" and node.image_id:
             asset_id = retention.retain(session, node, reason="node_deleted")

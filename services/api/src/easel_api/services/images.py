@@ -12,7 +12,7 @@ from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
 from easel_shared.images import store_image
 from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_image
-from easel_shared.models import Account, Generation, Image
+from easel_shared.models import Account, Image
 from easel_shared.repositories import boards as repo
 from easel_shared.views import BoardGraph
 
@@ -41,20 +41,11 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
         if not upload_available(node.status, node.image_id is not None):
             raise errors.UploadNotAvailable()
         session.add(image)
-        if node.active_generation_id:
-            gen = session.get(Generation, node.active_generation_id)
-            if gen is not None and gen.status in ("queued", "running"):
-                # "Uploading while the node is generating cancels that generation; the upload stays."
-                lifecycle.end_generation(
-                    session,
-                    gen,
-                    "canceled",
-                    base_url=ctx.base_url,
-                    publish_node=False,
-                    error_code="replaced_by_upload",
-                    error_message="An upload replaced this generation.",
-                )
-                canceled.append(gen.id)
+        # "Uploading while the node is generating cancels that generation; the upload stays."
+        replaced = lifecycle.cancel_active(session, node, base_url=ctx.base_url, error_code="replaced_by_upload",
+                                           error_message="An upload replaced this generation.")
+        if replaced:
+            canceled.append(replaced)
         node.image_id = image.id
         node.status = "ready"
         node.active_generation_id = None

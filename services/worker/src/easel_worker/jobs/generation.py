@@ -146,7 +146,7 @@ def _work(rt: Runtime, generation_id: str, token: str, snapshot: Generation) -> 
         hb.done.set()
         timings["total_ms"] = timings.get("queue_wait_ms", 0) + _ms(time.perf_counter() - started)
         if exc.code == "canceled":
-            _settle_canceled(rt, generation_id, token, None, timings)
+            _settle_canceled(rt, generation_id, token, timings)
         else:
             _settle_failed(rt, generation_id, token, exc.code, exc.message, timings)
         return
@@ -271,7 +271,7 @@ def _settle_failed(rt: Runtime, generation_id: str, token: str, code: str, messa
         GENERATIONS.labels("failed").inc()
 
 
-def _settle_canceled(rt: Runtime, generation_id: str, token: str, _image: Image | None,
+def _settle_canceled(rt: Runtime, generation_id: str, token: str,
                      timings: dict[str, int]) -> None:
     with session_scope(rt.engine) as session:
         gen = _locked_generation(session, generation_id)
