@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import Session, select
 
@@ -29,7 +34,7 @@ from tests.fixtures.generation import (
     wait_status,
     worker_idle,
 )
-from tests.fixtures.stack import Account, Stack, wait_for
+from tests.fixtures.stack import Account, Stack, png_bytes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -239,27 +244,63 @@ def test_upload_to_a_generating_node_cancels_the_generation(account: Account, bo
     assert ledger_kinds(c, gen["id"]) == ["reserve", "release"]
 
 
-class _VendorThatCannotStop:
-    """A remote model whose call cannot be interrupted: it answers when the test lets it."""
+@contextlib.contextmanager
+def slow_vendor(release: threading.Event) -> Iterator[str]:
+    """A remote model vendor (a local HTTP server standing in for one) whose answer cannot be
+    interrupted: it replies with a PNG once the test sets `release`."""
 
-    def __init__(self, release: threading.Event) -> None:
-        self.release = release
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            release.wait(60)
+            body = png_bytes(64, 64, (10, 160, 90))
+            self.send_response(200)
+            self.send_header("content-type", "image/png")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
-    def generate(self, inp: Any, *, should_cancel: Any) -> bytes:
-        from easel_worker.models.builtin import BuiltinProvider
+        def log_message(self, *args: object) -> None:
+            pass
 
-        assert self.release.wait(60)
-        return BuiltinProvider().generate(inp, should_cancel=lambda: False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/generate"
+    finally:
+        release.set()
+        server.shutdown()
+
+
+@contextlib.contextmanager
+def served_by_vendor(model_id: str, endpoint: str) -> Iterator[None]:
+    """The worker runs `model_id` through the HTTP provider against `endpoint`."""
+    from easel_shared.domain.catalog import Catalog
+    from easel_worker import runtime
+
+    rt = runtime.get()
+    saved = rt.catalog
+    rt.catalog = Catalog(models=tuple(
+        dataclasses.replace(m, provider="http", endpoint=endpoint, style="") if m.id == model_id else m
+        for m in saved.models
+    ))
+    try:
+        yield
+    finally:
+        worker_idle()
+        rt.catalog = saved
 
 
 def test_a_result_arriving_after_its_node_was_deleted_is_kept_for_the_library(
-    stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    stack: Stack, account: Account, board: dict[str, Any]
 ) -> None:
-    from easel_worker.jobs import generation as job
-
     release = threading.Event()
-    monkeypatch.setattr(job, "provider_for", lambda spec, **_: _VendorThatCannotStop(release))
     c = account.client
+    with slow_vendor(release) as endpoint, served_by_vendor(SKETCH, endpoint):
+        _late_result(stack, c, board, release)
+
+
+def _late_result(stack: Stack, c: httpx.Client, board: dict[str, Any], release: threading.Event) -> None:
     n = image_node(c, board["id"], prompt="a message in a bottle")
     before = balance(c)
     gen = accepted(c, n["id"])
