@@ -245,13 +245,15 @@ def test_upload_to_a_generating_node_cancels_the_generation(account: Account, bo
 
 
 @contextlib.contextmanager
-def slow_vendor(release: threading.Event) -> Iterator[str]:
+def slow_vendor(received: threading.Event, release: threading.Event) -> Iterator[str]:
     """A remote model vendor (a local HTTP server standing in for one) whose answer cannot be
-    interrupted: it replies with a PNG once the test sets `release`."""
+    interrupted: it sets `received` when a request arrives and replies with a PNG once the test
+    sets `release`."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers.get("content-length", "0")))
+            received.set()
             release.wait(60)
             body = png_bytes(64, 64, (10, 160, 90))
             self.send_response(200)
@@ -294,18 +296,21 @@ def served_by_vendor(model_id: str, endpoint: str) -> Iterator[None]:
 def test_a_result_arriving_after_its_node_was_deleted_is_kept_for_the_library(
     stack: Stack, account: Account, board: dict[str, Any]
 ) -> None:
-    release = threading.Event()
+    received, release = threading.Event(), threading.Event()
     c = account.client
-    with slow_vendor(release) as endpoint, served_by_vendor(SKETCH, endpoint):
-        _late_result(stack, c, board, release)
+    with slow_vendor(received, release) as endpoint, served_by_vendor(SKETCH, endpoint):
+        _late_result(stack, c, board, received, release)
 
 
-def _late_result(stack: Stack, c: httpx.Client, board: dict[str, Any], release: threading.Event) -> None:
+def _late_result(stack: Stack, c: httpx.Client, board: dict[str, Any], received: threading.Event,
+                 release: threading.Event) -> None:
     n = image_node(c, board["id"], prompt="a message in a bottle")
     before = balance(c)
     gen = accepted(c, n["id"])
     try:
         wait_status(c, gen["id"], "running")
+        # The vendor has the request: from here on the call cannot be taken back.
+        assert received.wait(30), "the vendor never received the generation"
         r = c.delete(f"/v1/nodes/{n['id']}")
         assert r.status_code == 200, r.text
         assert r.json()["asset_id"] is None
