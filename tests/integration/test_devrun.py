@@ -18,6 +18,7 @@ import httpx
 import psutil
 import pytest
 import redis
+import yaml
 
 from easel_shared.settings import Settings
 from tests.fixtures.s3 import free_port
@@ -57,7 +58,18 @@ class DevRun:
         self.api = f"http://127.0.0.1:{self.api_port}"
         # Nothing of the caller's Easel configuration leaks in (settings names are case-insensitive).
         env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+        # An operator's catalog naming two vendor models; only one has its key variable set.
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text(yaml.safe_dump({"models": [
+            {"id": vendor_id, "name": vendor_id, "provider": "fal", "vendor_model": "fal-ai/flux/dev",
+             "api_key_env": env_name, "max_reference_images": 0, "resolutions": ["1K"], "aspect_ratios": ["1:1"],
+             "credits": {"1K": 3}}
+            for vendor_id, env_name in (("flux-keyed", "EASEL_DEVRUN_FAL_KEY"), ("flux-unkeyed", "EASEL_DEVRUN_NO_KEY"))
+        ]}))
+        env.pop("EASEL_DEVRUN_NO_KEY", None)
         env.update(
+            MODEL_CATALOG_PATH=str(catalog),
+            EASEL_DEVRUN_FAL_KEY="fal-devrun-key",
             EASEL_DATA_DIR=str(self.data),
             API_PORT=str(self.api_port),
             ASSETS_PORT=str(self.assets_port),
@@ -167,6 +179,13 @@ def test_make_run_restarts_dead_children_and_stops_on_sigint(devrun: DevRun) -> 
     devrun.wait(lambda: devrun.status("/healthz") == 200, "the api to answer /healthz")
     devrun.wait(lambda: "Easel is running" in devrun.output(), "devrun to report the stack running")
     devrun.wait(lambda: devrun.status("/readyz") == 200, "the api to be ready")
+    # The operator's vendor model is offered because its key variable is set; the other is not.
+    key = re.search(r"dev API key\s+(\S+)", devrun.output())
+    assert key, devrun.output()
+    models = httpx.get(f"{devrun.api}/v1/models", headers={"Authorization": f"Bearer {key.group(1)}"}, timeout=10)
+    offered = {m["id"] for m in models.json()["items"]}
+    assert "flux-keyed" in offered and "flux-unkeyed" not in offered, offered
+    assert "EASEL_DEVRUN_NO_KEY is not set" in devrun.output() and "fal-devrun-key" not in devrun.output()
     kids = {name: devrun.child(name) for name in ("redis", "api", "assets", "worker")}
     match = re.search(r"embedded Redis on 127\.0\.0\.1:(\d+)", devrun.output())
     assert match, devrun.output()

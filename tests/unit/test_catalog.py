@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from easel_shared.catalog_loader import load_builtin_catalog, load_catalog
+from easel_shared.catalog_schema import parse_catalog
 from easel_shared.domain.catalog import (
     BUILTIN_STYLES,
     MAX_SEED,
@@ -18,7 +19,6 @@ from easel_shared.domain.catalog import (
     availability,
     merge_catalogs,
     output_size,
-    parse_catalog,
     price,
     resolve_params,
     validate_params,

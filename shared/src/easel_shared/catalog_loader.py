@@ -6,21 +6,28 @@ Nothing is cached here; callers that want a process-wide catalog keep their own 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from easel_shared.domain.catalog import Catalog, merge_catalogs, parse_catalog
+from easel_shared.catalog_schema import parse_catalog
+from easel_shared.domain.catalog import Catalog, merge_catalogs
 
 __all__ = [
     "BUILTIN_CATALOG_RESOURCE",
     "load_builtin_catalog",
     "load_catalog",
+    "load_offered_catalog",
+    "offered",
     "read_catalog_file",
 ]
+
+log = logging.getLogger(__name__)
 
 BUILTIN_CATALOG_RESOURCE = "models.yaml"
 
@@ -83,3 +90,32 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
     if path is None or str(path) == "":
         return catalog
     return merge_catalogs(catalog, read_catalog_file(path))
+
+
+def offered(catalog: Catalog, environ: Mapping[str, str]) -> tuple[Catalog, list[tuple[str, str]]]:
+    """The models whose API key is set in ``environ``, and ``(model id, variable)`` for the others.
+
+    A vendor model without its key is not offered at all: not listed, and ``unknown_model`` on
+    generate. Only the variable's name is ever reported, never a value.
+    """
+    kept, missing = [], []
+    for spec in catalog.models:
+        env = spec.key_env
+        if env is not None and not environ.get(env, "").strip():
+            missing.append((spec.id, env))
+        else:
+            kept.append(spec)
+    return Catalog(tuple(kept)), missing
+
+
+def load_offered_catalog(path: str | os.PathLike[str] | None = None,
+                         environ: Mapping[str, str] | None = None) -> Catalog:
+    """:func:`load_catalog` less the vendor models whose key variable is unset, logging one
+    line per missing variable."""
+    catalog, missing = offered(load_catalog(path), os.environ if environ is None else environ)
+    by_env: dict[str, list[str]] = {}
+    for model_id, env in missing:
+        by_env.setdefault(env, []).append(model_id)
+    for env, ids in by_env.items():
+        log.warning("%s is not set: model(s) %s not offered", env, ", ".join(ids))
+    return catalog

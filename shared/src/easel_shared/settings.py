@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     model_catalog_path: str | None = None
     builtin_model_latency_ms: int = Field(default=0, ge=0)
     builtin_model_blocked_words: str = ""
+    vendor_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     generation_max_attempts: int = Field(default=3, ge=1)
     generation_timeout_seconds: int = Field(default=600, ge=1)
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
 
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     max_image_pixels: int = Field(default=50_000_000, ge=1)
+    # Memory all image decodes of one process may hold at once (see easel_shared.imaging.budget).
+    decode_memory_budget_mb: int = Field(default=512, ge=16)
+    # Largest request body outside uploads (JSON bodies above all); uploads have their own limit.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     rate_limit_generate_per_minute: int = Field(default=120, ge=0)
     rate_limit_upload_per_minute: int = Field(default=120, ge=0)

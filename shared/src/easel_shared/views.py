@@ -146,6 +146,13 @@ def node_view(node: Node, graph: BoardGraph) -> dict[str, Any]:
     return view
 
 
+def _progress_view(gen: Generation) -> dict[str, Any] | None:
+    """Where a vendor job stands, while the generation is not finished."""
+    if gen.progress is None or gen.status not in ("queued", "running"):
+        return None
+    return {"queue_position": gen.progress.get("queue_position"), "percentage": gen.progress.get("percentage")}
+
+
 def generation_view(gen: Generation) -> dict[str, Any]:
     return {
         "id": gen.id,
@@ -161,6 +168,7 @@ def generation_view(gen: Generation) -> dict[str, Any]:
         "image_id": gen.image_id,
         "attempts": gen.attempts,
         "timings": dict(gen.timings or {}),
+        "progress": _progress_view(gen),
         "request_id": gen.request_id,
         "created_at": rfc3339(gen.created_at),
         "started_at": rfc3339(gen.started_at),

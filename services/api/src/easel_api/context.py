@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy.engine import Engine
 
-from easel_shared.catalog_loader import load_catalog
+from easel_shared.catalog_loader import load_offered_catalog
 from easel_shared.db import get_engine
 from easel_shared.domain.catalog import Catalog
 from easel_shared.redis_client import get_redis
@@ -32,5 +32,5 @@ def build_context(settings: Settings, public_base_url: str | None = None) -> App
         engine=get_engine(settings.database_url),
         redis=get_redis(settings.redis_url),
         store=store_from_settings(settings, public_base_url or settings.api_public_url),
-        catalog=load_catalog(settings.model_catalog_path),
+        catalog=load_offered_catalog(settings.model_catalog_path),
     )

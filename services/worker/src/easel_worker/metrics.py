@@ -7,3 +7,6 @@ MODEL_SECONDS = Histogram("easel_model_seconds", "Time spent in the image model"
                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 QUEUE_DEPTH = Gauge("easel_queue_depth", "Messages waiting in the generation queue")
 CREDITS_RESERVED = Gauge("easel_credits_reserved", "Credits reserved by generations in flight")
+PROVIDER_ERRORS = Counter("easel_provider_errors_total",
+                          "Vendor calls that ended a generation in an error, by provider and code "
+                          "(provider_auth_failed: a revoked or wrong key)", ["provider", "code"])

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import redis
 from sqlalchemy.engine import Engine
 
-from easel_shared.catalog_loader import load_catalog
+from easel_shared.catalog_loader import load_offered_catalog
 from easel_shared.db import get_engine
 from easel_shared.domain.catalog import Catalog
 from easel_shared.events import RedisEventPublisher, install_publisher
+from easel_shared.imaging import configure_decode_budget
 from easel_shared.redis_client import get_redis
 from easel_shared.settings import Settings
 from easel_shared.storage import ObjectStore, store_from_settings
@@ -36,12 +37,13 @@ _runtime: Runtime | None = None
 
 def init(settings: Settings) -> Runtime:
     global _runtime
+    configure_decode_budget(settings.decode_memory_budget_mb)
     _runtime = Runtime(
         settings=settings,
         engine=get_engine(settings.database_url),
         redis=get_redis(settings.redis_url),
         store=store_from_settings(settings, settings.api_public_url),
-        catalog=load_catalog(settings.model_catalog_path),
+        catalog=load_offered_catalog(settings.model_catalog_path),
     )
     install_publisher(RedisEventPublisher(_runtime.redis))
     return _runtime

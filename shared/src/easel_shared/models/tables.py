@@ -146,6 +146,11 @@ class Generation(SQLModel, table=True):
     enqueued_at: datetime | None = _ts(nullable=True)
     timings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     request_id: str | None = Field(default=None, max_length=64)
+    # {"provider", "id", "urls": {...}}: the vendor's job, saved the moment the vendor accepts it,
+    # so a retried run resumes it instead of submitting (and paying) again.
+    vendor_job: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # {"queue_position": int|None, "percentage": float|None} while a vendor job runs.
+    progress: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _now_ts()
     started_at: datetime | None = _ts(nullable=True)
     finished_at: datetime | None = _ts(nullable=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -79,3 +80,27 @@ def mark_enqueued(session: Session, generation_id: str, seen_enqueued_at: dateti
         .values(enqueued_at=utcnow())
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def save_vendor_job(session: Session, generation_id: str, token: str, job: dict[str, Any]) -> bool:
+    """Record the vendor's job on the row while `token` holds the lease (compare-and-set)."""
+    result = session.execute(
+        update(Generation)
+        .where(col(Generation.id) == generation_id, col(Generation.lease_token) == token,
+               col(Generation.status) == "running")
+        .values(vendor_job=job)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def save_progress(session: Session, generation_id: str, token: str, progress: dict[str, Any]) -> Generation | None:
+    """Record a vendor job's progress while `token` holds the lease; the row, or None if lost."""
+    result = session.execute(
+        update(Generation)
+        .where(col(Generation.id) == generation_id, col(Generation.lease_token) == token,
+               col(Generation.status) == "running")
+        .values(progress=progress)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.get(Generation, generation_id)

@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session
@@ -34,8 +35,9 @@ from easel_shared.repositories.outbox import RETAIN_IMAGE, enqueue
 from easel_shared.storage import StorageError, TransientStorageError
 from easel_shared.views import generation_view
 from easel_worker.metrics import GENERATIONS, MODEL_SECONDS
-from easel_worker.models.base import GenerationInput, ModelError
+from easel_worker.models.base import GenerationInput, JobHooks, ModelError
 from easel_worker.models.registry import provider_for
+from easel_worker.models.vendors import VendorOptions
 from easel_worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -140,7 +142,8 @@ def _work(rt: Runtime, generation_id: str, token: str, snapshot: Generation) -> 
     try:
         timings["queue_wait_ms"] = _ms(as_utc(snapshot.started_at or utcnow()).timestamp()
                                        - as_utc(snapshot.created_at).timestamp())
-        model_s, storage_s, image = _produce(rt, snapshot, lambda: _cancel_requested(rt, generation_id, hb))
+        model_s, storage_s, image = _produce(rt, snapshot, lambda: _cancel_requested(rt, generation_id, hb),
+                                             _RowHooks(rt, snapshot, token))
         timings["model_ms"], timings["storage_ms"] = _ms(model_s), _ms(storage_s)
     except ModelError as exc:
         hb.done.set()
@@ -163,7 +166,44 @@ def _work(rt: Runtime, generation_id: str, token: str, snapshot: Generation) -> 
     _settle_succeeded(rt, generation_id, token, image, timings)
 
 
-def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, float, Image]:
+class _RowHooks(JobHooks):
+    """Vendor jobs and progress, kept on the generation row by the lease holder."""
+
+    PROGRESS_EVERY_SECONDS = 1.0
+
+    def __init__(self, rt: Runtime, gen: Generation, token: str) -> None:
+        self.rt, self.generation_id, self.token = rt, gen.id, token
+        self.resumed = gen.vendor_job
+        self._last: tuple[int | None, float | None] | None = None
+        self._last_at = 0.0
+
+    def save(self, job: Mapping[str, Any]) -> None:
+        with session_scope(self.rt.engine) as session:
+            saved = generations_repo.save_vendor_job(session, self.generation_id, self.token, dict(job))
+        if saved:
+            log.info("generation %s: %s job %s accepted", self.generation_id, job.get("provider"), job.get("id"))
+        else:
+            log.warning("generation %s: lease lost before the %s job %s was recorded", self.generation_id,
+                        job.get("provider"), job.get("id"))
+
+    def progress(self, queue_position: int | None, percentage: float | None) -> None:
+        """At most one write and one ``generation.progress`` event per second, and only on change."""
+        now = time.monotonic()
+        current = (queue_position, None if percentage is None else round(min(1.0, max(0.0, percentage)), 3))
+        if current == self._last or now - self._last_at < self.PROGRESS_EVERY_SECONDS:
+            return
+        self._last, self._last_at = current, now
+        try:
+            with session_scope(self.rt.engine) as session:
+                gen = generations_repo.save_progress(session, self.generation_id, self.token,
+                                                     {"queue_position": current[0], "percentage": current[1]})
+                if gen is not None:
+                    events.stage(session, gen.board_id, "generation.progress", generation_view(gen))
+        except Exception:
+            log.warning("could not record progress of %s", self.generation_id, exc_info=True)
+
+
+def _produce(rt: Runtime, gen: Generation, should_cancel: Any, hooks: JobHooks) -> tuple[float, float, Image]:
     spec = rt.catalog.get(gen.model_id)
     assert spec is not None  # run_blocker refused unknown models before the work began
     width, height = output_size(str(gen.params["resolution"]), str(gen.params["aspect_ratio"]))
@@ -179,9 +219,11 @@ def _produce(rt: Runtime, gen: Generation, should_cancel: Any) -> tuple[float, f
     ]
     storage_s = time.perf_counter() - t0
     provider = provider_for(spec, latency_ms=rt.settings.builtin_model_latency_ms,
-                            blocked_words=rt.settings.blocked_words)
+                            blocked_words=rt.settings.blocked_words,
+                            vendor_options=VendorOptions(poll_seconds=rt.settings.vendor_poll_seconds,
+                                                         deadline_seconds=rt.settings.generation_timeout_seconds))
     inp = GenerationInput(prompt=gen.prompt, width=width, height=height, seed=int(gen.params.get("seed") or 0),
-                          references=references, model=spec)
+                          references=references, model=spec, job=hooks)
     t1 = time.perf_counter()
     try:
         # Providers own their retries (the HTTP adapter backs off on timeouts and 5xx); a

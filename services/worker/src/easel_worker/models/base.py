@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
 
 from easel_shared.domain.catalog import ModelSpec
 
 __all__ = [
+    "NO_JOB",
     "CancelCheck",
     "GenerationInput",
     "ImageProvider",
+    "JobHooks",
     "ModelError",
     "ModelErrorCode",
     "cancellable_sleep",
@@ -26,6 +28,12 @@ ModelErrorCode = Literal[
     "model_unavailable",  # transient: the model is down or overloaded (5xx)
     "model_error",  # permanent: anything else (bad request, unreadable output, ...)
     "canceled",  # the job was canceled while the model was working
+    # Vendor adapters (see models/vendors): what a client or an operator can act on.
+    "provider_auth_failed",  # 401/403: the operator's key is wrong or revoked (never retried)
+    "provider_out_of_credits",  # 402 (or the vendor's quota error): the operator's vendor account is empty
+    "provider_rate_limited",  # 429 after the retries
+    "provider_unavailable",  # timeouts, 5xx, connection errors after the retries
+    "provider_error",  # anything else, with the vendor's message cut to a safe length
 ]
 
 _DEFAULT_TRANSIENT: Final[dict[str, bool]] = {
@@ -34,6 +42,11 @@ _DEFAULT_TRANSIENT: Final[dict[str, bool]] = {
     "model_unavailable": True,
     "model_error": False,
     "canceled": False,
+    "provider_auth_failed": False,
+    "provider_out_of_credits": False,
+    "provider_rate_limited": True,
+    "provider_unavailable": True,
+    "provider_error": False,
 }
 
 #: Longest single sleep between two ``should_cancel()`` checks.
@@ -62,6 +75,27 @@ def canceled_error() -> ModelError:
     return ModelError("canceled", "The generation was canceled.", transient=False)
 
 
+class JobHooks:
+    """How a vendor adapter talks back to the run it serves. This base does nothing (no row to
+    write to); the generation job passes one that persists to the generation row.
+
+    ``resumed``: the vendor job a previous run of this generation saved (resume it, don't submit).
+    ``save(job)``: record the vendor's job the moment the vendor accepted it, before polling.
+    ``progress(queue_position, percentage)``: where the vendor job stands (throttled by the job).
+    """
+
+    resumed: Mapping[str, Any] | None = None
+
+    def save(self, job: Mapping[str, Any]) -> None:
+        return None
+
+    def progress(self, queue_position: int | None, percentage: float | None) -> None:
+        return None
+
+
+NO_JOB: Final = JobHooks()
+
+
 @dataclass(frozen=True)
 class GenerationInput:
     """Everything a provider needs for one image.
@@ -75,6 +109,7 @@ class GenerationInput:
     seed: int
     references: Sequence[bytes]
     model: ModelSpec
+    job: JobHooks = field(default=NO_JOB, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "references", tuple(self.references))

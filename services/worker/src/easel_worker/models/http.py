@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 from collections.abc import Mapping
 from typing import Final
 
 import httpx
-from PIL import Image, ImageOps
 
 from easel_worker.models.base import (
     CancelCheck,
@@ -25,11 +23,10 @@ from easel_worker.models.base import (
     canceled_error,
     cancellable_sleep,
 )
+from easel_worker.models.vendors.common import as_png
 
 __all__ = ["HttpProvider"]
 
-_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-_IMAGE_FORMATS: Final = ["PNG", "JPEG", "WEBP"]
 _MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 _MAX_DETAIL_CHARS: Final = 300
 _DEFAULT_REJECTION: Final = "The model refused this prompt: it contains blocked content."
@@ -206,23 +203,4 @@ def _image_from(response: httpx.Response, inp: GenerationInput) -> bytes:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ModelError("model_error", f"{name} returned an unreadable image.") from exc
-    return _as_png(data, inp.width, inp.height, name)
-
-
-def _as_png(data: bytes, width: int, height: int, name: str) -> bytes:
-    """``data`` as PNG of exactly ``width`` x ``height`` (cover-cropped if the vendor
-    returned another size); PNGs of the right size pass through unchanged."""
-    try:
-        with Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS) as img:
-            img.load()
-            if img.format == "PNG" and img.size == (width, height) and data.startswith(_PNG_SIGNATURE):
-                return data
-            mode = "RGBA" if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else "RGB"
-            converted = img.convert(mode)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ModelError("model_error", f"{name} returned an unreadable image.") from exc
-    if converted.size != (width, height):
-        converted = ImageOps.fit(converted, (width, height), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    converted.save(out, format="PNG")
-    return out.getvalue()
+    return as_png(data, inp.width, inp.height, name, "model_error")

@@ -4,8 +4,8 @@ Pure domain code: standard library only (no I/O, no framework imports). Reading 
 catalog file lives in :mod:`easel_shared.catalog_loader`.
 
 Layout: :mod:`.spec` (:class:`ModelSpec`, :class:`Catalog` and their invariants), :mod:`.params`
-(output size, price, parameter checks and defaults, availability), :mod:`.parsing` (plain data
-to :class:`Catalog`, overlays).
+(output size, price, parameter checks and defaults, availability), :mod:`.parsing` (overlays).
+Plain data becomes a :class:`Catalog` in :func:`easel_shared.catalog_schema.parse_catalog`.
 """
 
 from easel_shared.domain.catalog.params import (
@@ -16,7 +16,7 @@ from easel_shared.domain.catalog.params import (
     resolve_params,
     validate_params,
 )
-from easel_shared.domain.catalog.parsing import merge_catalogs, parse_catalog
+from easel_shared.domain.catalog.parsing import merge_catalogs
 from easel_shared.domain.catalog.spec import (
     BUILTIN_STYLES,
     DEFAULT_ASPECT_RATIO,
@@ -43,7 +43,6 @@ __all__ = [
     "availability",
     "merge_catalogs",
     "output_size",
-    "parse_catalog",
     "price",
     "resolve_params",
     "validate_params",

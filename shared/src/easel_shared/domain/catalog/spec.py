@@ -12,8 +12,26 @@ from typing import TypeGuard
 #: Output resolutions and the length of the long side they produce, in pixels.
 LONG_SIDE: Mapping[str, int] = MappingProxyType({"1K": 1024, "2K": 2048})
 RESOLUTIONS: tuple[str, ...] = tuple(LONG_SIDE)
+#: Image vendors reached through their own documented APIs (one adapter each in the worker).
+VENDOR_PROVIDERS: tuple[str, ...] = ("openai", "fal", "replicate", "bfl", "gemini")
 #: Known image model providers.
-PROVIDERS: tuple[str, ...] = ("builtin", "http")
+PROVIDERS: tuple[str, ...] = ("builtin", "http", *VENDOR_PROVIDERS)
+#: A vendor's public API root, used when the catalog entry names no ``base_url``.
+VENDOR_BASE_URLS: Mapping[str, str] = MappingProxyType({
+    "openai": "https://api.openai.com/v1",
+    "fal": "https://queue.fal.run",
+    "replicate": "https://api.replicate.com/v1",
+    "bfl": "https://api.bfl.ai/v1",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta",
+})
+#: The environment variable holding a vendor's API key, when the entry names no ``api_key_env``.
+VENDOR_KEY_ENVS: Mapping[str, str] = MappingProxyType({
+    "openai": "OPENAI_API_KEY",
+    "fal": "FAL_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "bfl": "BFL_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+})
 #: Renderer variants of the built-in offline models (``ModelSpec.style``).
 BUILTIN_STYLES: tuple[str, ...] = ("sketch", "studio", "collage")
 #: Generation parameters a node may set; anything else is rejected.
@@ -59,15 +77,43 @@ class ModelSpec:
     style: str = ""
     endpoint: str | None = None
     timeout_seconds: float = 60.0
+    #: Vendor models only: the vendor's model name or path (``gpt-image-1``, ``fal-ai/flux/dev``,
+    #: ``black-forest-labs/flux-schnell``, ``flux-pro-1.1``, ``gemini-2.5-flash-image``).
+    vendor_model: str = ""
+    #: Vendor models only: API root; the vendor's public one (``VENDOR_BASE_URLS``) when unset.
+    base_url: str | None = None
+    #: Vendor models only: the environment variable holding the key (``VENDOR_KEY_ENVS`` by default).
+    api_key_env: str | None = None
+    #: Vendor models only: fields sent with every request, under the ones Easel sets (JSON values).
+    input: Mapping[str, object] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         # Normalise containers so specs are immutable whatever the caller passed.
         object.__setattr__(self, "resolutions", tuple(self.resolutions))
         object.__setattr__(self, "aspect_ratios", tuple(self.aspect_ratios))
         object.__setattr__(self, "credits", MappingProxyType(dict(self.credits)))
+        object.__setattr__(self, "input", MappingProxyType(dict(self.input)))
         problems = _spec_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def is_vendor(self) -> bool:
+        return self.provider in VENDOR_PROVIDERS
+
+    @property
+    def key_env(self) -> str | None:
+        """The environment variable that must hold this model's API key (None: no key needed)."""
+        if not self.is_vendor:
+            return None
+        return self.api_key_env or VENDOR_KEY_ENVS[self.provider]
+
+    @property
+    def api_root(self) -> str:
+        """The vendor API root without a trailing slash ('' for non-vendor models)."""
+        if not self.is_vendor:
+            return ""
+        return (self.base_url or VENDOR_BASE_URLS[self.provider]).rstrip("/")
 
 
 def _spec_problems(spec: ModelSpec) -> list[str]:
@@ -122,6 +168,8 @@ def _spec_problems(spec: ModelSpec) -> list[str]:
         endpoint = spec.endpoint
         if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
             problems.append("an http model needs an endpoint URL starting with http:// or https://")
+    elif spec.provider in VENDOR_PROVIDERS:
+        problems.extend(_vendor_problems(spec))
     if spec.endpoint is not None and not isinstance(spec.endpoint, str):
         problems.append("endpoint must be a string")
     if not isinstance(spec.style, str):
@@ -130,6 +178,29 @@ def _spec_problems(spec: ModelSpec) -> list[str]:
     timeout = spec.timeout_seconds
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
         problems.append(f"timeout_seconds must be a positive number, got {timeout!r}")
+    return problems
+
+
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _vendor_problems(spec: ModelSpec) -> list[str]:
+    problems: list[str] = []
+    if not isinstance(spec.vendor_model, str) or not spec.vendor_model.strip():
+        problems.append(f"a {spec.provider} model needs vendor_model (the vendor's model name)")
+    elif len(spec.vendor_model) > 200 or any(c.isspace() for c in spec.vendor_model):
+        problems.append(f"vendor_model {spec.vendor_model!r} must be at most 200 characters without spaces")
+    base = spec.base_url
+    if base is not None and (not isinstance(base, str) or not base.startswith(("http://", "https://"))):
+        problems.append("base_url must be a URL starting with http:// or https://")
+    env = spec.api_key_env
+    if env is not None and (not isinstance(env, str) or not _ENV_RE.match(env)):
+        problems.append(f"api_key_env {env!r} must be an environment variable name (letters, digits, _)")
+    for key in spec.input:
+        if not isinstance(key, str) or not key:
+            problems.append(f"input keys must be non-empty strings, got {key!r}")
+    if spec.endpoint is not None:
+        problems.append(f"endpoint is for http models; a {spec.provider} model takes base_url")
     return problems
 
 
