@@ -229,3 +229,11 @@ def test_schema_is_strict_and_closed() -> None:
         CatalogFile.model_validate({"models": [], "version": 2})
     assert CatalogFile.model_validate({}).models == []
     assert CatalogFile.model_validate({"models": None}).models == []
+
+
+def test_several_broken_rules_of_one_model_give_one_line_each() -> None:
+    lines = problem_lines({"models": [vendor(vendor_model="", base_url="ftp://x", api_key_env="9 bad")]})
+    assert len(lines) == 3, lines
+    assert any("needs vendor_model" in line for line in lines)
+    assert any("base_url must be a URL" in line for line in lines)
+    assert any("api_key_env '9 bad'" in line for line in lines)

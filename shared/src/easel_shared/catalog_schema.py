@@ -246,7 +246,8 @@ def parse_catalog(raw: Mapping[str, object]) -> Catalog:
         try:
             spec = entry.to_spec()
         except ValueError as exc:
-            problems.append((index, f"{where}: {exc}"))
+            # One line per broken rule, like the shape errors above.
+            problems.extend((index, f"{where}: {text}") for text in getattr(exc, "problems", [str(exc)]))
             continue
         if spec.id in first_index:
             first = first_index[spec.id]

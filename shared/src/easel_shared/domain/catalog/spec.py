@@ -59,6 +59,14 @@ def aspect_parts(aspect_ratio: str) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
+class SpecError(ValueError):
+    """A model spec breaks rules; ``problems`` lists each one (the message joins them)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One image model offered on the canvas.
@@ -95,7 +103,7 @@ class ModelSpec:
         object.__setattr__(self, "input", MappingProxyType(dict(self.input)))
         problems = _spec_problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise SpecError(problems)
 
     @property
     def is_vendor(self) -> bool:
