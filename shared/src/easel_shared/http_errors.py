@@ -8,8 +8,8 @@ between services. Only services with a web framework import this module.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,8 +23,48 @@ from easel_shared.storage import TransientStorageError
 _log = logging.getLogger(__name__)
 
 
+#: Longest error message, and most validation problems listed, in one answer: an error about a
+#: huge or many-keyed body must not be huge itself.
+MAX_MESSAGE_CHARS: Final = 1000
+MAX_DETAILS: Final = 10
+_MAX_LOC_PART_CHARS: Final = 64
+_MAX_LOC_PARTS: Final = 8
+_MAX_DETAIL_CHARS: Final = 200
+
+_CODE_BY_STATUS: Final = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated",
+                          413: "request_too_large"}
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def validation_summary(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]], int]:
+    """One sentence about the first problem (and how many others there are), and at most
+    :data:`MAX_DETAILS` problems in detail, each clipped."""
+    details = []
+    for err in errors[:MAX_DETAILS]:
+        loc = [clip(str(p), _MAX_LOC_PART_CHARS) for p in err.get("loc", ())]
+        if len(loc) > _MAX_LOC_PARTS:
+            loc = [*loc[: _MAX_LOC_PARTS - 1], "\u2026"]
+        details.append({"loc": loc, "message": clip(str(err.get("msg", "")), _MAX_DETAIL_CHARS)})
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":  # FastAPI's own JSON parse (normally pre-empted)
+        reason = str((first.get("ctx") or {}).get("error", "")) or "it does not parse"
+        message = f"The request body is not valid JSON: {reason}."
+    elif details:
+        where = ".".join(p for p in details[0]["loc"] if p != "body") or "request"
+        message = f"Invalid {where}: {details[0]['message']}."
+    else:
+        message = "Invalid request."
+    if len(errors) > 1:
+        others = len(errors) - 1
+        message += f" ({others} other problem{'s' if others > 1 else ''} in this request.)"
+    return clip(message, MAX_MESSAGE_CHARS), details, len(errors)
 
 
 def install_error_handlers(
@@ -43,28 +83,27 @@ def install_error_handlers(
         if "retry_after" in extra:
             headers["Retry-After"] = str(extra["retry_after"])
         return JSONResponse(
-            error_body(exc.code, exc.message, **extra),
+            error_body(exc.code, clip(exc.message, MAX_MESSAGE_CHARS), **extra),
             status_code=status_by_code.get(exc.code, 400),
             headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"loc": [str(p) for p in err.get("loc", ())], "message": err.get("msg", "")} for err in exc.errors()]
-        first = details[0] if details else {"loc": [], "message": "invalid request"}
-        where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
-        return JSONResponse(
-            error_body("validation_error", f"Invalid {where}: {first['message']}.", details=details),
-            status_code=422,
-        )
+        message, details, total = validation_summary(exc.errors())
+        extra: dict[str, Any] = {"details": details}
+        if total > len(details):
+            extra["error_count"] = total
+        return JSONResponse(error_body("validation_error", message, **extra), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(exc.status_code, "http_error")
+        code = _CODE_BY_STATUS.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "The resource does not exist."
-        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error_body(code, clip(message, MAX_MESSAGE_CHARS)), status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

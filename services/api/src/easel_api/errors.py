@@ -20,6 +20,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "duplicate_connection": 409,
     "cross_board_connection": 422,
     "upload_not_available": 409,
+    "invalid_multipart": 400,
+    "events_unavailable": 503,
     "file_too_large": 413,
     "unsupported_format": 415,
     "invalid_image": 422,

@@ -13,6 +13,8 @@ from easel_api.deps import get_ctx
 from easel_api.errors import install_error_handlers
 from easel_api.routes import accounts, boards, events, generations, images
 from easel_shared.events import RedisEventPublisher, install_publisher
+from easel_shared.http_limits import install_request_guard
+from easel_shared.imaging import configure_decode_budget
 from easel_shared.settings import Settings, get_settings
 from easel_shared.tracing import setup_tracing
 from easel_shared.web import install_observability, mount_common, prepare_local_store
@@ -20,6 +22,7 @@ from easel_shared.web import install_observability, mount_common, prepare_local_
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_decode_budget(settings.decode_memory_budget_mb)
     ctx = build_context(settings)
 
     @asynccontextmanager
@@ -39,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Easel API", version="1.0.0", lifespan=lifespan)
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_request_guard(app, settings.max_request_body_bytes)
     install_observability(app, "api")
     setup_tracing("api", settings.otel_exporter_otlp_endpoint, fastapi_app=app, celery=True)
 

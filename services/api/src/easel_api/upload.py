@@ -1,17 +1,26 @@
 """Streaming multipart reader for uploads. The 10 MiB limit is enforced while the body arrives:
 reading stops at the first byte past the limit, so an oversized upload never sits whole in
-memory (Starlette's form parser would spool the whole body first)."""
+memory (Starlette's form parser would spool the whole body first). A body that is not well-formed
+multipart (bad boundary, a part header without a colon, no closing boundary) is `400
+invalid_multipart`."""
 
 from __future__ import annotations
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+import re
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
 from easel_shared.domain import errors
+from easel_shared.http_limits import lift_body_limit
 from easel_shared.imaging import MAX_UPLOAD_BYTES
 
 # Multipart framing (boundaries, part headers, other small fields) allowed beyond the file.
 _FRAMING_ALLOWANCE = 64 * 1024
+_MAX_PART_HEADER_BYTES = 8 * 1024
+# RFC 2046 section 5.1.1: 1 to 70 characters from this set, not ending with a space.
+_BOUNDARY_RE = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 
 
 class _FileCollector:
@@ -30,9 +39,15 @@ class _FileCollector:
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
+        self._check_header()
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if len(self._header_field) + len(self._header_value) > _MAX_PART_HEADER_BYTES:
+            raise errors.InvalidMultipart(f"A part header is longer than {_MAX_PART_HEADER_BYTES:,} bytes.")
 
     def on_header_end(self) -> None:
         if self._header_field.lower() == b"content-disposition":
@@ -54,14 +69,25 @@ class _FileCollector:
                 raise errors.FileTooLarge()
 
 
-async def read_upload(request: Request, field: str = "file") -> bytes:
-    content_type = request.headers.get("content-type", "")
+def _boundary(content_type: str) -> bytes:
     ctype, params = parse_options_header(content_type)
-    if ctype != b"multipart/form-data" or b"boundary" not in params:
+    if ctype != b"multipart/form-data":
         raise errors.InvalidField("Send the image as multipart/form-data with a field named 'file'.")
+    boundary = params.get(b"boundary")
+    if boundary is None:
+        raise errors.InvalidMultipart("The Content-Type header names no multipart boundary.")
+    if not _BOUNDARY_RE.fullmatch(boundary):
+        raise errors.InvalidMultipart(
+            "The multipart boundary must be 1 to 70 letters, digits or ' ()+_,-./:=? characters (RFC 2046).")
+    return boundary
+
+
+async def read_upload(request: Request, field: str = "file") -> bytes:
+    boundary = _boundary(request.headers.get("content-type", ""))
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + _FRAMING_ALLOWANCE:
         raise errors.FileTooLarge()
+    lift_body_limit(request)  # this reader enforces the upload limit itself, as the body arrives
     collector = _FileCollector(field)
     callbacks = {
         "on_part_begin": collector.on_part_begin,
@@ -71,14 +97,24 @@ async def read_upload(request: Request, field: str = "file") -> bytes:
         "on_headers_finished": collector.on_headers_finished,
         "on_part_data": collector.on_part_data,
     }
-    parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > MAX_UPLOAD_BYTES + _FRAMING_ALLOWANCE:
-            raise errors.FileTooLarge()
-        parser.write(chunk)
-    parser.finalize()
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > MAX_UPLOAD_BYTES + _FRAMING_ALLOWANCE:
+                raise errors.FileTooLarge()
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        raise errors.InvalidMultipart(f"The multipart body is malformed: {_reason(exc)}") from None
+    if parser.state != MultipartState.END:
+        raise errors.InvalidMultipart("The multipart body ends before its closing boundary.")
     if not collector.found:
         raise errors.InvalidField("The multipart body has no field named 'file'.")
     return bytes(collector.buf)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().rstrip(".") or "it does not parse"
+    return (text if len(text) <= 200 else text[:199] + "\u2026") + "."

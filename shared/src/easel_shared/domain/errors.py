@@ -52,6 +52,16 @@ class InvalidField(DomainError):
     code = "validation_error"
 
 
+class InvalidMultipart(DomainError):
+    code = "invalid_multipart"
+    message = "The multipart body is malformed."
+
+
+class EventsUnavailable(DomainError):
+    code = "events_unavailable"
+    message = "Live events are unavailable right now; try again shortly."
+
+
 class UploadNotAvailable(DomainError):
     code = "upload_not_available"
     message = "This node already holds an image; uploading is available when it is empty, generating or failed."

@@ -44,9 +44,13 @@ Decisions (product contract):
 * The upload size limit (:data:`MAX_UPLOAD_BYTES`) is enforced by the caller
   while streaming; the functions here do not re-check it.
 
+* Memory: every full decode first reserves the pixel memory it will use from a process-wide
+  budget (:mod:`.budget`, ``DECODE_MEMORY_BUDGET_MB``), and decoded images are closed as soon as
+  the operation is done, so concurrent decodes queue instead of multiplying the process's size.
+
 Layout: :mod:`.base` (limits, :class:`ImageInfo`, the rejections), :mod:`.formats` (magic bytes,
-header and container parsing), :mod:`.validate` (:func:`inspect_image`), :mod:`.transform`
-(thumbnails, crops, PNG encoding).
+header and container parsing), :mod:`.budget` (the decode memory budget), :mod:`.validate`
+(:func:`inspect_image`), :mod:`.transform` (thumbnails, crops, PNG encoding).
 """
 
 from easel_shared.imaging.base import (
@@ -57,19 +61,31 @@ from easel_shared.imaging.base import (
     ImageInfo,
     ImageRejected,
 )
+from easel_shared.imaging.budget import (
+    DEFAULT_DECODE_MEMORY_BUDGET_MB,
+    DecodeBudget,
+    configure_decode_budget,
+    decode_budget,
+    image_bytes,
+)
 from easel_shared.imaging.formats import sniff_format
 from easel_shared.imaging.transform import crop_image, encode_png, make_thumbnail
 from easel_shared.imaging.validate import inspect_image
 
 __all__ = [
+    "DEFAULT_DECODE_MEMORY_BUDGET_MB",
     "DEFAULT_MAX_PIXELS",
     "MAX_UPLOAD_BYTES",
     "THUMBNAIL_CONTENT_TYPE",
     "CropRejected",
+    "DecodeBudget",
     "ImageInfo",
     "ImageRejected",
+    "configure_decode_budget",
     "crop_image",
+    "decode_budget",
     "encode_png",
+    "image_bytes",
     "inspect_image",
     "make_thumbnail",
     "sniff_format",

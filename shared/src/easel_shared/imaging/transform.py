@@ -10,7 +10,7 @@ from PIL import Image
 
 from easel_shared.imaging.base import DEFAULT_MAX_PIXELS, CropRejected, ImageInfo
 from easel_shared.imaging.formats import JPEG, WEBP, webp_is_lossless
-from easel_shared.imaging.validate import decode
+from easel_shared.imaging.validate import decoded
 
 _THUMBNAIL_QUALITY: Final = 85
 _JPEG_QUALITY: Final = 95
@@ -69,23 +69,29 @@ def make_thumbnail(data: bytes, *, max_side: int = 256, max_pixels: int = DEFAUL
     """
     if max_side < 1:
         raise ValueError("max_side must be positive")
-    image, _, _ = decode(data, max_pixels)
-    icc_profile = image.info.get("icc_profile")
-    # An RGB profile only stays valid if no colour-space conversion happens.
-    keep_icc = isinstance(icc_profile, bytes) and image.mode in ("RGB", "RGBA", "P")
-    transpose = _UPRIGHT.get(_orientation(image))
-    if transpose is not None:
-        image = image.transpose(transpose)
-    thumb = _to_rgb_or_rgba(image)
-    thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    thumb.save(
-        out,
-        format="WEBP",
-        quality=_THUMBNAIL_QUALITY,
-        method=4,
-        icc_profile=icc_profile if keep_icc else None,
-    )
+    # One working copy: a mode conversion of the full image (most images need none).
+    with decoded(data, max_pixels, working_copies=1) as (image, _, _):
+        icc_profile = image.info.get("icc_profile")
+        # An RGB profile only stays valid if no colour-space conversion happens.
+        keep_icc = isinstance(icc_profile, bytes) and image.mode in ("RGB", "RGBA", "P")
+        transpose = _UPRIGHT.get(_orientation(image))
+        thumb = _to_rgb_or_rgba(image)
+        if thumb is not image:
+            image.close()  # the converted copy replaces the decoded frame
+        # Scaled down in place first (the full-size buffer goes), turned upright after: the
+        # same picture as turning first, without a second full-size copy.
+        thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        if transpose is not None:
+            thumb = thumb.transpose(transpose)
+        out = io.BytesIO()
+        thumb.save(
+            out,
+            format="WEBP",
+            quality=_THUMBNAIL_QUALITY,
+            method=4,
+            icc_profile=icc_profile if keep_icc else None,
+        )
+        thumb.close()
     return out.getvalue()
 
 
@@ -109,34 +115,37 @@ def crop_image(
     Raises :class:`ImageRejected` for a bad image and :class:`CropRejected`
     (code ``invalid_crop``) for a bad box.
     """
-    image, info, fmt = decode(data, max_pixels)
-    if x < 0 or y < 0:
-        raise CropRejected("The crop position must not be negative.")
-    if width < 1 or height < 1:
-        raise CropRejected("The crop width and height must be at least 1 pixel.")
-    if x + width > info.width or y + height > info.height:
-        raise CropRejected(f"The crop box must lie within the {info.width}x{info.height} image.")
+    # One working copy: the cropped region (at most the whole image).
+    with decoded(data, max_pixels, working_copies=1) as (image, info, fmt):
+        if x < 0 or y < 0:
+            raise CropRejected("The crop position must not be negative.")
+        if width < 1 or height < 1:
+            raise CropRejected("The crop width and height must be at least 1 pixel.")
+        if x + width > info.width or y + height > info.height:
+            raise CropRejected(f"The crop box must lie within the {info.width}x{info.height} image.")
 
-    cropped = image.crop((x, y, x + width, y + height))
-    options: dict[str, object] = {}
-    icc_profile = image.info.get("icc_profile")
-    if isinstance(icc_profile, bytes):
-        options["icc_profile"] = icc_profile
-    orientation = _orientation(image)
-    if orientation != 1:
-        exif = Image.Exif()
-        exif[_EXIF_ORIENTATION] = orientation
-        options["exif"] = exif.tobytes()
-    if fmt is JPEG:
-        options["quality"] = _JPEG_QUALITY
-    elif fmt is WEBP:
-        if webp_is_lossless(data):
-            options["lossless"] = True
-        else:
-            options["quality"] = _WEBP_QUALITY
+        cropped = image.crop((x, y, x + width, y + height))
+        options: dict[str, object] = {}
+        icc_profile = image.info.get("icc_profile")
+        if isinstance(icc_profile, bytes):
+            options["icc_profile"] = icc_profile
+        orientation = _orientation(image)
+        if orientation != 1:
+            exif = Image.Exif()
+            exif[_EXIF_ORIENTATION] = orientation
+            options["exif"] = exif.tobytes()
+        if fmt is JPEG:
+            options["quality"] = _JPEG_QUALITY
+        elif fmt is WEBP:
+            if webp_is_lossless(data):
+                options["lossless"] = True
+            else:
+                options["quality"] = _WEBP_QUALITY
 
-    out = io.BytesIO()
-    cropped.save(out, format=fmt.pil_format, **options)
+        image.close()  # the crop is all that is needed now
+        out = io.BytesIO()
+        cropped.save(out, format=fmt.pil_format, **options)
+        cropped.close()
     result = ImageInfo(
         content_type=fmt.content_type,
         extension=fmt.extension,

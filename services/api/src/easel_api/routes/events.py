@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
@@ -14,12 +15,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
 from easel_api.context import AppContext
 from easel_api.deps import AccountDep, CtxDep
 from easel_api.services import boards
+from easel_shared.domain.errors import EventsUnavailable
 from easel_shared.events import stream_key
+from easel_shared.models import Account
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
@@ -27,6 +31,7 @@ router = APIRouter(prefix="/v1")
 KEEPALIVE_SECONDS = 15.0
 QUEUE_LIMIT = 1000
 COMMAND_CONNECTIONS = 50
+_RETRY_AFTER_SECONDS = 5
 READER_CONNECTIONS = 10_000  # one per board watched through this process (Redis's default maxclients)
 _CLOSE = ("", "", "")
 _KEEPALIVE = ("", "keep-alive", "")
@@ -39,9 +44,35 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _valid_id(value: str) -> bool:
-    ms, _, seq = value.partition("-")
-    return ms.isdigit() and (seq == "" or seq.isdigit())
+# The ids this server sends: Redis stream ids, '<ms>-<seq>', each part a 64-bit unsigned integer
+# (at most 20 ASCII digits; `[0-9]` never matches other scripts' digits).
+_STREAM_ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_ID_PART_LIMIT = 2**64
+
+
+def _next_id(stream_id: str) -> str | None:
+    """The smallest id after ``stream_id`` (None after the largest possible one, where Redis's
+    exclusive '(' form fails)."""
+    ms, seq = _id_tuple(stream_id)
+    if seq + 1 < _ID_PART_LIMIT:
+        return f"{ms}-{seq + 1}"
+    return f"{ms + 1}-0" if ms + 1 < _ID_PART_LIMIT else None
+
+
+def resume_id(value: str | None) -> str | None:
+    """The stream id to resume after, or None for a fresh start (with a snapshot).
+
+    A value this server cannot have sent (malformed, out of range, over-long) is treated like
+    an id the stream can no longer vouch for: the client starts afresh with a snapshot. A 4xx
+    would be final for a browser's EventSource (it never reconnects after one), so a client
+    holding an id from another server version or a mangling proxy would be stuck for good."""
+    if not value:
+        return None
+    match = _STREAM_ID_RE.fullmatch(value)
+    if match is None or any(int(part) >= _ID_PART_LIMIT for part in match.groups()):
+        log.info("ignoring a malformed Last-Event-ID (%d chars); sending a snapshot", len(value))
+        return None
+    return value
 
 
 def _s(value: Any) -> str:
@@ -192,13 +223,14 @@ class EventHub:
 
     async def backlog(self, board_id: str, after_id: str) -> list[Entry]:
         out: list[Entry] = []
-        cursor = f"({after_id}"
-        while True:
+        cursor = _next_id(after_id)
+        while cursor is not None:
             entries = await self.client.xrange(stream_key(board_id), min=cursor, max="+", count=500)
             if not entries:
                 return out
             out.extend(_entry(entry_id, fields) for entry_id, fields in entries)
-            cursor = f"({out[-1][0]}"
+            cursor = _next_id(out[-1][0])
+        return out
 
     async def replay(self, board_id: str, after_id: str) -> list[Entry] | None:
         """Every entry after `after_id`, or None when the stream cannot vouch that none is
@@ -233,6 +265,10 @@ def _frame(event_id: str, event: str, data: str) -> str:
 
 
 class _EventStreamResponse(StreamingResponse):
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.on_close = on_close
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
@@ -240,6 +276,32 @@ class _EventStreamResponse(StreamingResponse):
             # A client that vanished while a write was pending leaves the stream suspended at a
             # yield; close it now so it leaves the hub, rather than whenever it is collected.
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            self.on_close()  # also when the stream never started
+
+
+_REDIS_DOWN = (RedisError, OSError)
+
+
+async def _opening(hub: EventHub, ctx: AppContext, account: Account, board_id: str,
+                   resume: str | None) -> tuple[list[str], tuple[int, int]]:
+    """The frames a new stream starts with (a replay, or a snapshot and what followed it) and
+    the last id they deliver."""
+    replay = await hub.replay(board_id, resume) if resume else None
+    frames: list[str] = []
+    if resume and replay is not None:
+        backlog, delivered = replay, _id_tuple(resume)
+    else:
+        # Fresh connection (or the missed events are gone): start with the whole board.
+        snap_id = await hub.last_id(board_id)
+        snapshot = await run_in_threadpool(boards.get_board, ctx, account, board_id)
+        frames.append(_frame(snap_id, "board.snapshot", json.dumps(snapshot, separators=(",", ":"))))
+        delivered = _id_tuple(snap_id)
+        backlog = await hub.backlog(board_id, snap_id)
+    for eid, event, data in backlog:
+        if _id_tuple(eid) > delivered:
+            delivered = _id_tuple(eid)
+            frames.append(_frame(eid, event, data))
+    return frames, delivered
 
 
 @router.get("/boards/{board_id}/events")
@@ -253,32 +315,34 @@ async def board_events(
     hub: EventHub = request.app.state.hub
     # Ownership first: another account's board is a 404 before any stream opens.
     await run_in_threadpool(boards.get_board, ctx, account, board_id)
+    resume = resume_id(last_event_id)
+    # Everything that needs Redis happens before the response starts, so a Redis outage is a
+    # clean 503 the client can retry, not a 200 with an empty body.
+    try:
+        sub = await hub.subscribe(board_id)
+    except _REDIS_DOWN:
+        log.warning("live events unavailable for board %s", board_id, exc_info=True)
+        raise EventsUnavailable(retry_after=_RETRY_AFTER_SECONDS) from None
+    try:
+        opening, delivered = await _opening(hub, ctx, account, board_id, resume)
+    except BaseException as exc:
+        hub.unsubscribe(board_id, sub)
+        if isinstance(exc, _REDIS_DOWN):
+            log.warning("live events unavailable for board %s", board_id, exc_info=True)
+            raise EventsUnavailable(retry_after=_RETRY_AFTER_SECONDS) from None
+        raise
 
     async def stream() -> AsyncIterator[str]:
-        # Subscribed inside the stream, so a stream that never starts never subscribes.
-        sub = await hub.subscribe(board_id)
+        last = delivered
         try:
-            resume = last_event_id if last_event_id and _valid_id(last_event_id) else None
-            replay = await hub.replay(board_id, resume) if resume else None
-            if resume and replay is not None:
-                backlog, delivered = replay, _id_tuple(resume)
-            else:
-                # Fresh connection (or the missed events are gone): start with the whole board.
-                snap_id = await hub.last_id(board_id)
-                snapshot = await run_in_threadpool(boards.get_board, ctx, account, board_id)
-                yield _frame(snap_id, "board.snapshot", json.dumps(snapshot, separators=(",", ":")))
-                delivered = _id_tuple(snap_id)
-                backlog = await hub.backlog(board_id, snap_id)
-            for eid, event, data in backlog:
-                if _id_tuple(eid) > delivered:
-                    delivered = _id_tuple(eid)
-                    yield _frame(eid, event, data)
+            for frame in opening:
+                yield frame
             while not sub.done:
                 eid, event, data = item = await sub.queue.get()
                 if item == _KEEPALIVE:
                     yield ": keep-alive\n\n"
-                elif item != _CLOSE and _id_tuple(eid) > delivered:
-                    delivered = _id_tuple(eid)
+                elif item != _CLOSE and _id_tuple(eid) > last:
+                    last = _id_tuple(eid)
                     yield _frame(eid, event, data)
             if sub.lost:
                 # An empty id clears the client's Last-Event-ID (the SSE spec), so it reconnects
@@ -289,6 +353,7 @@ async def board_events(
 
     return _EventStreamResponse(
         stream(),
+        on_close=lambda: hub.unsubscribe(board_id, sub),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
     )

@@ -15,8 +15,9 @@ from easel_shared import events, lifecycle
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
-from easel_shared.domain.catalog import PARAM_KEYS, validate_params
+from easel_shared.domain.catalog import validate_params
 from easel_shared.domain.graph import can_connect, would_create_cycle
+from easel_shared.domain.node_params import params_problem
 from easel_shared.ids import new_id
 from easel_shared.models import Account, Board, Edge, Node
 from easel_shared.repositories import boards as repo
@@ -138,7 +139,9 @@ def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch)
             node.model_id = body.model_id
         if "params" in fields:
             node.params = dict(body.params or {})
-            _check_params(ctx, node.model_id, node.params)
+        if "params" in fields or "model_id" in fields:
+            # A model chosen later re-checks the parameters already stored on the node.
+            _check_params(ctx, node.model_id, dict(node.params or {}))
         if "position" in fields and body.position is not None:
             node.x, node.y = body.position.x, body.position.y
         repo.touch(node)
@@ -155,14 +158,11 @@ def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch)
 
 
 def _check_params(ctx: AppContext, model_id: str | None, params: dict[str, Any]) -> None:
-    """Bad parameters are refused when they are set, not only later at Generate: against the
-    node's model when one is chosen, else by name."""
+    """Bad parameters are refused when they are set, not only later at Generate: their names
+    and values always, and against the node's model when one is chosen."""
     spec = ctx.catalog.get(model_id) if model_id else None
-    if spec is not None:
-        problem = validate_params(spec, params)
-    else:
-        unknown = sorted(set(params) - set(PARAM_KEYS))
-        problem = f"Unknown parameter(s): {', '.join(unknown)}." if unknown else None
+    # A model's own check is stricter (its resolutions and aspect ratios are a subset).
+    problem = validate_params(spec, params) if spec is not None else params_problem(params)
     if problem:
         raise errors.UnsupportedParams(problem)
 

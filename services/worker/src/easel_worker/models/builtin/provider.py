@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageOps
 
+from easel_shared.imaging import decode_budget, image_bytes
 from easel_worker.models.base import CancelCheck, GenerationInput, ModelError, cancellable_sleep
 from easel_worker.models.builtin.styles import render
 
@@ -28,14 +29,17 @@ def _decode_reference(data: bytes, index: int) -> Image.Image:
                     f"Reference image {index} is too large ({opened.width}x{opened.height}).",
                 )
             opened.draft("RGB", (1024, 1024))
-            img = ImageOps.exif_transpose(opened)
-            img.thumbnail((2048, 2048))
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                base = Image.new("RGB", rgba.size, (255, 255, 255))
-                base.paste(rgba, mask=rgba.getchannel("A"))
-                return base
-            return img.convert("RGB")
+            # The decoded frame and its upright copy, reserved from the process's decode budget
+            # before anything is decoded; what leaves the block is at most 2048x2048.
+            with decode_budget().reserve(2 * image_bytes(opened.width, opened.height)):
+                img = ImageOps.exif_transpose(opened)
+                img.thumbnail((2048, 2048))
+                if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                    rgba = img.convert("RGBA")
+                    base = Image.new("RGB", rgba.size, (255, 255, 255))
+                    base.paste(rgba, mask=rgba.getchannel("A"))
+                    return base
+                return img.convert("RGB")
     except ModelError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
