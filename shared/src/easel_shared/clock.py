@@ -15,4 +15,10 @@ def as_utc(value: datetime) -> datetime:
 def rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return as_utc(value).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is None:  # naive means UTC (SQLite): the same text, without converting
+        return value.isoformat() + "Z"
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def epoch_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: no metrics endpoint
 
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # How long delivered outbox rows (live events, dispatches, retention events) are kept.
+    outbox_retention_seconds: float = Field(default=86400.0, ge=60)
+    # Unreferenced images (and `images/` objects with no row) older than this are deleted. It must
+    # exceed the time between writing an image's bytes and committing its row (seconds), hence
+    # the floor; see easel_worker.jobs.gc.
+    orphan_grace_seconds: float = Field(default=24 * 3600.0, ge=60)
+    orphan_sweep_interval_seconds: float = Field(default=600.0, gt=0)
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     # Memory all image decodes of one process may hold at once (see easel_shared.imaging.budget).
     decode_memory_budget_mb: int = Field(default=512, ge=16)

@@ -1,13 +1,37 @@
-"""The api/worker contract: task names, the queue, and how to send a task by name."""
+"""The api/worker contract: task names, the queue, and how a generation reaches the worker.
+
+A generation is dispatched through the outbox: `dispatch` writes a `generation.dispatch` row in
+the transaction that queues the generation, and `DispatchRelay` sends the Celery message after
+the commit (or later, from the background relay, when Redis was away). Right after sending, it
+sets the generation's *sent marker* in Redis (`sent_key`, value: the outbox row id, TTL a little
+above the Celery visibility timeout). The sweeper resends a generation queued for
+`REQUEUE_AFTER_SECONDS` exactly when its marker is gone (Redis lost its data, or the message was
+never sent), whatever the length of the queue.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from functools import lru_cache
 
+import redis
 from celery import Celery
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from easel_shared.db import session_scope
+from easel_shared.messages import GenerationDispatch
+from easel_shared.relay import Breaker, Written
+from easel_shared.repositories import outbox
+
+log = logging.getLogger(__name__)
 
 GENERATION_QUEUE = "generations"
 RUN_GENERATION = "generation.run"
+# The marker outlives a message that a worker took but never acknowledged (it comes back after
+# the visibility timeout), so such a message is not doubled by the sweeper.
+SENT_MARKER_MARGIN_SECONDS = 300
 
 
 def celery_config(broker_url: str, visibility_timeout: int) -> dict[str, object]:
@@ -36,6 +60,72 @@ def producer(broker_url: str, visibility_timeout: int = 3600) -> Celery:
 
 
 def send_generation(broker_url: str, generation_id: str, request_id: str | None = None) -> None:
+    """Send the Celery message now. Use `dispatch` in a transaction instead: this bypasses the
+    outbox (tests use it to deliver a message twice)."""
     producer(broker_url).send_task(
         RUN_GENERATION, args=[generation_id], queue=GENERATION_QUEUE, headers={"request_id": request_id or ""}
     )
+
+
+def sent_key(generation_id: str) -> str:
+    return f"easel:generation:{generation_id}:sent"
+
+
+def dispatch(session: Session, generation_id: str, account_id: str, request_id: str | None) -> None:
+    """Have the generation run once this transaction commits."""
+    outbox.enqueue(session, GenerationDispatch(generation_id=generation_id, request_id=request_id), account_id,
+                   subject_id=generation_id)
+
+
+class DispatchRelay:
+    """Sends `generation.dispatch` rows as Celery messages and marks each generation as sent."""
+
+    topic = outbox.DISPATCH_GENERATION
+
+    def __init__(self, client: redis.Redis, broker_url: str, visibility_timeout: int, batch: int = 200) -> None:
+        self.client = client
+        self.broker_url = broker_url
+        self.marker_ttl = visibility_timeout + SENT_MARKER_MARGIN_SECONDS
+        self.batch = batch
+        self.breaker = Breaker()
+
+    def relay_written(self, engine: Engine, rows: Sequence[Written]) -> None:
+        if self.breaker.open:
+            return
+        try:
+            self._relay(engine, [r.id for r in rows])
+        except Exception:
+            self.breaker.trip()
+            log.warning("could not send %d generation(s); the background relay will", len(rows), exc_info=True)
+
+    def relay_pending(self, engine: Engine) -> bool:
+        self.client.ping()  # with Redis away, fail here rather than inside a transaction
+        claimed = self._relay(engine, None)
+        self.breaker.reset()
+        return claimed == self.batch
+
+    def _relay(self, engine: Engine, ids: list[int] | None) -> int:
+        failure: Exception | None = None
+        with session_scope(engine) as session:
+            # Claimed (locked) while sending, so two relays never send the same row.
+            rows = outbox.claim(session, (self.topic,), ids=ids, limit=self.batch)
+            sent: list[int] = []
+            for row in rows:
+                assert row.id is not None
+                try:
+                    self._send(row.id, GenerationDispatch.model_validate(row.payload))
+                except Exception as exc:
+                    failure = exc
+                    break
+                sent.append(row.id)
+            outbox.mark_processed(session, sent)  # what went out is settled even if a later send failed
+        if failure is not None:
+            raise failure
+        return len(rows)
+
+    def _send(self, row_id: int, message: GenerationDispatch) -> None:
+        key = sent_key(message.generation_id)
+        if self.client.get(key) == str(row_id).encode():
+            return  # sent by a relay that died before settling the row
+        send_generation(self.broker_url, message.generation_id, message.request_id)
+        self.client.set(key, row_id, ex=self.marker_ttl)

@@ -1,9 +1,12 @@
 """The retention relay: turns `image.retain` outbox events into library assets.
 
 When the api deletes an image node or a board (or the worker finishes a generation whose node is
-gone), it writes an `image.retain` row into the `outbox_events` table in the *same* transaction
-as the change. This consumer polls that table every `outbox_poll_seconds`, and for each event
-copies the image's bytes to asset-owned keys and inserts the `Asset` row.
+gone), it writes an `image.retain` row (`easel_shared.messages.RetainImage`) into the outbox in
+the *same* transaction as the change. This service's outbox relay thread (`easel_shared.relay`,
+which also relays live events and dispatches left behind by any process) runs `RetentionRelay`
+every `outbox_poll_seconds`: for each event it copies the image's bytes to asset-owned keys and
+inserts the `Asset` row. It does no work right after other processes' commits: copying objects
+is no job for a request thread, so an asset appears within one poll.
 
 Because the outbox lives in the database, nothing is lost while a part is down: if the assets
 service, Redis or the worker was unavailable at deletion time, the event simply waits in the
@@ -21,22 +24,26 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from easel_assets.context import AppContext
 from easel_assets.services.library import asset_keys
 from easel_shared.db import session_scope
+from easel_shared.messages import RetainImage
 from easel_shared.models import Asset, Image, OutboxEvent
+from easel_shared.relay import Written
 from easel_shared.repositories.outbox import RETAIN_IMAGE, claim_batch, lock_event, mark_done, mark_failed
 from easel_shared.storage import ObjectNotFound, StorageError
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
-MAX_BACKOFF_SECONDS = 30.0
 
 RETENTION_EVENTS = Counter(
     "easel_assets_retention_events_total",
@@ -78,32 +85,27 @@ class _Plan:
         )
 
 
-def _optional_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _plan(session: Session, event: OutboxEvent) -> _Plan | None:
     """What to copy and insert, or None when the asset already exists (a repeated event)."""
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    asset_id, image_id = _optional_str(payload.get("asset_id")), _optional_str(payload.get("image_id"))
-    reason = _optional_str(payload.get("reason"))
-    if asset_id is None or image_id is None or reason is None:
-        raise _Unrecoverable(f"malformed payload: {payload!r}")
-    if session.get(Asset, asset_id) is not None:
+    try:
+        message = RetainImage.model_validate(event.payload)
+    except ValidationError:
+        raise _Unrecoverable(f"malformed payload: {event.payload!r}") from None
+    if session.get(Asset, message.asset_id) is not None:
         return None
-    image = session.get(Image, image_id)
+    image = session.get(Image, message.image_id)
     if image is None or image.account_id != event.account_id:
-        raise _Unrecoverable(f"image {image_id} not found")
-    key, thumb = asset_keys(event.account_id, asset_id, image)
+        raise _Unrecoverable(f"image {message.image_id} not found")
+    key, thumb = asset_keys(event.account_id, message.asset_id, image)
     return _Plan(
-        asset_id=asset_id,
+        asset_id=message.asset_id,
         account_id=event.account_id,
         image=image,
         storage_key=key,
         thumbnail_key=thumb,
-        board_id=_optional_str(payload.get("board_id")),
-        node_id=_optional_str(payload.get("node_id")),
-        reason=reason,
+        board_id=message.board_id or None,
+        node_id=message.node_id or None,
+        reason=message.reason,
     )
 
 
@@ -210,46 +212,18 @@ def process_pending(ctx: AppContext, *, limit: int = BATCH_SIZE, stop: threading
     return _pass(ctx, limit, stop)[1]
 
 
-class RetentionConsumer:
-    """Runs `process_pending` on a background thread until `stop()`."""
+class RetentionRelay:
+    """The `image.retain` topic's relay, run by the service's outbox relay thread."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    topic = RETAIN_IMAGE
+
+    def __init__(self, ctx: AppContext, stop: threading.Event | None = None) -> None:
         self.ctx = ctx
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.stop = stop
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="easel-retention-consumer", daemon=True)
-        self._thread.start()
+    def relay_written(self, engine: Engine, rows: Sequence[Written]) -> None:
+        """Nothing right after a commit: the next poll copies the bytes, off any request thread."""
 
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("retention consumer did not stop within %.0fs", timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        interval = self.ctx.settings.outbox_poll_seconds
-        log.info("retention consumer started (every %.2fs)", interval)
-        failures = 0
-        while not self._stop.is_set():
-            delay = interval
-            try:
-                claimed, settled = _pass(self.ctx, BATCH_SIZE, self._stop)
-                failures = 0
-                if claimed == BATCH_SIZE and settled == claimed:
-                    delay = 0  # a full batch went through: more may be waiting
-            except Exception:
-                # The database is unreachable (or worse): back off so an outage is a few log
-                # lines rather than a flood, and pick up again on its own once it is back.
-                failures += 1
-                delay = min(interval * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS)
-                log.exception("retention pass failed; retrying in %.1fs", delay)
-            if delay:
-                self._stop.wait(delay)
-        log.info("retention consumer stopped")
+    def relay_pending(self, engine: Engine) -> bool:
+        claimed, settled = _pass(self.ctx, BATCH_SIZE, self.stop)
+        return claimed == BATCH_SIZE and settled == claimed  # a full batch went through: more may wait

@@ -17,8 +17,8 @@ from easel_shared.storage import ObjectStore, store_from_settings
 class AppContext:
     settings: Settings
     engine: Engine
-    # Only /readyz uses Redis: the library and the consumer work without it (the outbox lives in
-    # the database), but the shared health contract names Redis for every service.
+    # The library and the retention consumer work without Redis (the outbox lives in the
+    # database); /readyz and the relay of live events and dispatches left behind use it.
     redis: redis.Redis
     store: ObjectStore
 

@@ -10,3 +10,5 @@ CREDITS_RESERVED = Gauge("easel_credits_reserved", "Credits reserved by generati
 PROVIDER_ERRORS = Counter("easel_provider_errors_total",
                           "Vendor calls that ended a generation in an error, by provider and code "
                           "(provider_auth_failed: a revoked or wrong key)", ["provider", "code"])
+IMAGES_COLLECTED = Counter("easel_images_collected_total", "Orphaned node images deleted: unreferenced rows with "
+                           "their objects (image), objects no row owns (object)", ["kind"])

@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from easel_shared.clock import utcnow
+from easel_shared.clock import epoch_ms, utcnow
 
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
@@ -59,6 +59,10 @@ class Board(SQLModel, table=True):
     name: str = Field(max_length=200)
     # Bumped under the board's row lock; gives edges their connection order.
     edge_seq: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    # The seq of the board's last live event, bumped under the board's row lock (see events.py).
+    # It starts at the board's creation time in milliseconds, so the stream ids `<seq>-0` stay
+    # above the `<ms>-<n>` ids Redis gave boards before events went through the outbox.
+    event_seq: int = Field(default_factory=epoch_ms, sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = _now_ts()
     updated_at: datetime = _now_ts()
 
@@ -82,9 +86,11 @@ class Image(SQLModel, table=True):
 
 class Node(SQLModel, table=True):
     __tablename__ = "nodes"
+    # A board's nodes in id order: the board read and the keyset pages of its node listing.
+    __table_args__ = (Index("ix_nodes_board_id_id", "board_id", "id"),)
 
     id: str = Field(primary_key=True, max_length=40)
-    board_id: str = Field(index=True, foreign_key="boards.id", max_length=40)
+    board_id: str = Field(foreign_key="boards.id", max_length=40)
     account_id: str = Field(index=True, max_length=40)
     kind: str = Field(max_length=10)
     text: str = Field(default="", max_length=5000)
@@ -104,12 +110,20 @@ class Node(SQLModel, table=True):
 
 class Edge(SQLModel, table=True):
     __tablename__ = "edges"
-    __table_args__ = (UniqueConstraint("source_node_id", "target_node_id", name="uq_edges_pair"),)
+    __table_args__ = (
+        # (source, target) also serves the downstream walk of the cycle check.
+        UniqueConstraint("source_node_id", "target_node_id", name="uq_edges_pair"),
+        # One node's incoming and outgoing edges, already in connection order.
+        Index("ix_edges_target_node_id_seq", "target_node_id", "seq"),
+        Index("ix_edges_source_node_id_seq", "source_node_id", "seq"),
+        # The board read: all of a board's edges in connection order.
+        Index("ix_edges_board_id_seq", "board_id", "seq"),
+    )
 
     id: str = Field(primary_key=True, max_length=40)
-    board_id: str = Field(index=True, foreign_key="boards.id", max_length=40)
-    source_node_id: str = Field(index=True, max_length=40)
-    target_node_id: str = Field(index=True, max_length=40)
+    board_id: str = Field(foreign_key="boards.id", max_length=40)
+    source_node_id: str = Field(max_length=40)
+    target_node_id: str = Field(max_length=40)
     seq: int
     created_at: datetime = _now_ts()
 
@@ -157,13 +171,28 @@ class Generation(SQLModel, table=True):
 
 
 class OutboxEvent(SQLModel, table=True):
-    """Written in the same transaction as the change it announces; a relay delivers it later."""
+    """Written in the same transaction as the change it announces; a relay delivers it after the
+    commit (`easel_shared.relay`). `topic` says what the payload is (`easel_shared.messages`)."""
 
     __tablename__ = "outbox_events"
+    __table_args__ = (
+        # A board's live events, in the order their transactions committed (the board lock).
+        UniqueConstraint("board_id", "seq", name="uq_outbox_events_board_seq"),
+        # A board's unpublished events in seq order: what a relay reads after every commit.
+        Index("ix_outbox_events_pending_board_seq", "board_id", "seq",
+              postgresql_where=text("processed_at IS NULL"), sqlite_where=text("processed_at IS NULL")),
+    )
 
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    )
     topic: str = Field(index=True, max_length=50)
     account_id: str = Field(max_length=40)
+    board_id: str | None = Field(default=None, max_length=40)
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # What the row is about when something must find it again: the generation of a dispatch.
+    subject_id: str | None = Field(default=None, index=True, max_length=40)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=500)

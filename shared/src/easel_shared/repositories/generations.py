@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from easel_shared.clock import utcnow
-from easel_shared.models import Generation
+from easel_shared.models import Generation, OutboxEvent
+from easel_shared.repositories.outbox import DISPATCH_GENERATION
 from easel_shared.repositories.paging import newest_first
 
 
@@ -52,13 +53,30 @@ def heartbeat(session: Session, generation_id: str, token: str) -> bool:
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def queued_before(session: Session, cutoff: datetime, limit: int = 200) -> list[tuple[str, datetime | None]]:
+class QueuedRow(NamedTuple):
+    id: str
+    enqueued_at: datetime | None
+    account_id: str
+    request_id: str | None
+
+
+def queued_before(session: Session, cutoff: datetime, *, after_id: str = "", limit: int = 500) -> list[QueuedRow]:
+    """Generations queued (sent, or sent again) before `cutoff` whose dispatch is not waiting in the
+    outbox (a relay will send that one), in id order after `after_id`: keyset pages, so a sweep
+    looks at every one of them however many there are."""
+    dispatch_pending = (
+        select(OutboxEvent.id)
+        .where(col(OutboxEvent.subject_id) == col(Generation.id), OutboxEvent.topic == DISPATCH_GENERATION,
+               col(OutboxEvent.processed_at).is_(None))
+    )
     rows = session.exec(
-        select(Generation.id, Generation.enqueued_at)
-        .where(Generation.status == "queued", col(Generation.enqueued_at) < cutoff)
+        select(Generation.id, Generation.enqueued_at, Generation.account_id, Generation.request_id)
+        .where(Generation.status == "queued", col(Generation.enqueued_at) < cutoff, col(Generation.id) > after_id,
+               ~dispatch_pending.exists())
+        .order_by(col(Generation.id))
         .limit(limit)
     )
-    return [(gen_id, enqueued_at) for gen_id, enqueued_at in rows]
+    return [QueuedRow(*row) for row in rows]
 
 
 def running_with_heartbeat_before(session: Session, cutoff: datetime,

@@ -44,8 +44,9 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-# The ids this server sends: Redis stream ids, '<ms>-<seq>', each part a 64-bit unsigned integer
-# (at most 20 ASCII digits; `[0-9]` never matches other scripts' digits).
+# The ids this server sends: Redis stream ids, '<seq>-0' (the board's event seq; streams written
+# before the outbox hold '<ms>-<n>'), each part a 64-bit unsigned integer (at most 20 ASCII
+# digits; `[0-9]` never matches other scripts' digits).
 _STREAM_ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _ID_PART_LIMIT = 2**64
 
@@ -57,6 +58,15 @@ def _next_id(stream_id: str) -> str | None:
     if seq + 1 < _ID_PART_LIMIT:
         return f"{ms}-{seq + 1}"
     return f"{ms + 1}-0" if ms + 1 < _ID_PART_LIMIT else None
+
+
+def _follows(after_id: str, first_id: str) -> bool:
+    """Whether `first_id` is the event right after `after_id`: ids are `<seq>-0`, one seq per
+    event of the board (see easel_shared.events). A stream Redis rebuilt from the outbox after
+    losing its data starts with the first event not yet published, so a client whose last event
+    was the one before it has missed nothing."""
+    after, first = _id_tuple(after_id), _id_tuple(first_id)
+    return after[1] == 0 and first == (after[0] + 1, 0)
 
 
 def resume_id(value: str | None) -> str | None:
@@ -240,9 +250,11 @@ class EventHub:
         # still starts at or before `after_id`, nothing we read past it had been trimmed.
         first = await self.first_id(board_id)
         last = backlog[-1][0] if backlog else await self.last_id(board_id)
-        if first is None or not _id_tuple(first) <= _id_tuple(after_id) <= _id_tuple(last):
+        if first is None or not _id_tuple(after_id) <= _id_tuple(last):
             return None
-        return backlog
+        if _id_tuple(first) <= _id_tuple(after_id) or _follows(after_id, first):
+            return backlog
+        return None
 
     async def close(self) -> None:
         """End every open stream and stop the readers (api shutdown). Uvicorn runs the lifespan

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import secrets
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_api.schemas.requests import GenerationCreate
 from easel_api.services.common import image_node_or_404, node_or_404
-from easel_shared import events, lifecycle, tasks
+from easel_shared import events, lifecycle, node_updates, tasks
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
@@ -25,9 +24,8 @@ from easel_shared.models import Account, Generation
 from easel_shared.repositories import accounts as accounts_repo
 from easel_shared.repositories import boards as repo
 from easel_shared.repositories import generations as generations_repo
-from easel_shared.views import BoardGraph, generation_view
-
-log = logging.getLogger(__name__)
+from easel_shared.repositories import graph as graph_repo
+from easel_shared.views import generation_view
 
 
 def model_view(spec: ModelSpec) -> dict[str, Any]:
@@ -45,7 +43,7 @@ def model_view(spec: ModelSpec) -> dict[str, Any]:
 def node_models(ctx: AppContext, account: Account, node_id: str) -> list[dict[str, Any]]:
     with session_scope(ctx.engine) as session:
         node = image_node_or_404(session, account, node_id)
-        connected = len(BoardGraph(session, node.board_id, ctx.base_url).references(node.id))
+        connected = sum(1 for r in graph_repo.incoming_with_sources(session, [node.id]) if r.kind == "image")
     out = []
     for spec in ctx.catalog.models:
         ok, reason = availability(spec, connected)
@@ -96,8 +94,8 @@ def accept(
     idempotency_key: str | None,
     request_id: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """Returns (generation, created). The Celery message is sent only after the commit that made
-    the row visible; if sending fails the sweeper enqueues it later."""
+    """Returns (generation, created). The Celery message goes through the outbox: written with the
+    generation, sent right after the commit (by the background relay when Redis is away)."""
     fingerprint = _fingerprint(node_id, body)
     try:
         view = _accept_in_tx(ctx, account, node_id, body, idempotency_key, fingerprint, request_id)
@@ -114,10 +112,6 @@ def accept(
             existing = generations_repo.by_idempotency_key(session, account.id, idempotency_key or "")
             assert existing is not None
             return _replay(existing, fingerprint), False
-    try:
-        tasks.send_generation(ctx.settings.redis_url, view["id"], request_id)
-    except Exception:  # broker down: the row is queued and the sweeper will send it
-        log.warning("could not send generation %s; the sweeper will", view["id"], exc_info=True)
     return view, True
 
 
@@ -141,19 +135,16 @@ def _accept_in_tx(
         session.refresh(node)
         if body.prompt is not None:
             node.prompt = body.prompt
-        graph = BoardGraph(session, node.board_id, ctx.base_url)
-        graph.nodes[node.id] = node
-        upstream_text = [t for _, t in graph.upstream_texts(node.id)]
         if node.status == "generating":
             raise errors.AlreadyGenerating()
-        blocking = [
-            i.source_node_id for i in graph.incoming(node.id) if graph.nodes[i.source_node_id].status == "generating"
-        ]
+        # The node's direct neighbourhood is all the rules read: its incoming edges with their
+        # sources (in connection order) and its generating targets, two indexed queries.
+        upstream = graph_repo.incoming_with_sources(session, [node.id])
+        upstream_text = [r.text for r in upstream if r.kind == "text"]
+        blocking = list(dict.fromkeys(r.source_node_id for r in upstream if r.status == "generating"))
         if blocking:
             raise errors.UpstreamInProgress(blocking_node_ids=blocking)
-        busy_downstream = [
-            t for t in dict.fromkeys(graph.downstream_ids(node.id)) if graph.nodes[t].status == "generating"
-        ]
+        busy_downstream = graph_repo.generating_targets(session, node.id)
         if busy_downstream:
             raise errors.DownstreamInProgress(blocking_node_ids=busy_downstream)
         prompt = resolved_prompt(upstream_text, node.prompt)
@@ -168,7 +159,7 @@ def _accept_in_tx(
             "aspect_ratio": resolved.aspect_ratio,
             "seed": resolved.seed if resolved.seed is not None else secrets.randbelow(2**31),
         }
-        references = graph.references(node.id)
+        references = [r for r in upstream if r.kind == "image"]
         fits, why_not = availability(spec, len(references))
         if not fits:
             raise errors.TooManyReferences(
@@ -191,7 +182,7 @@ def _accept_in_tx(
             params=params,
             prompt=prompt,
             # Upstream images in connection order; never the node's own image.
-            reference_image_ids=[src.image_id for _, _, src in references if src.image_id],
+            reference_image_ids=[r.image_id for r in references if r.image_id],
             credits=credits,
             idempotency_key=idempotency_key,
             request_fingerprint=fingerprint,
@@ -213,10 +204,10 @@ def _accept_in_tx(
         repo.touch(node)
         session.add(node)
         session.flush()
+        tasks.dispatch(session, gen.id, account.id, request_id)
         view = generation_view(gen)
         events.stage(session, node.board_id, "generation.queued", view)
-        # `graph` holds this very node object, so it already shows the node as generating.
-        lifecycle.stage_node_and_downstream(session, node.board_id, node.id, ctx.base_url, graph=graph)
+        node_updates.stage(session, node.board_id, ctx.base_url, node_updates.Change.state_of(node.id))
         return view
 
 

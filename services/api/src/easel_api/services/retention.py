@@ -9,26 +9,17 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_shared.domain import errors
 from easel_shared.ids import new_id
+from easel_shared.messages import RetainImage
 from easel_shared.models import Account, Image, Node
+from easel_shared.repositories import outbox
 from easel_shared.repositories.assets import get_account_asset
-from easel_shared.repositories.outbox import RETAIN_IMAGE, enqueue
 
 
 def retain(session: Session, node: Node, *, reason: str) -> str:
     assert node.image_id is not None
     asset_id = new_id("ast")
-    enqueue(
-        session,
-        RETAIN_IMAGE,
-        node.account_id,
-        {
-            "asset_id": asset_id,
-            "image_id": node.image_id,
-            "board_id": node.board_id,
-            "node_id": node.id,
-            "reason": reason,
-        },
-    )
+    outbox.enqueue(session, RetainImage(asset_id=asset_id, image_id=node.image_id, board_id=node.board_id,
+                                        node_id=node.id, reason=reason), node.account_id)
     return asset_id
 
 

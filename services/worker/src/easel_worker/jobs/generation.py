@@ -26,12 +26,13 @@ from easel_shared.domain.catalog import output_size
 from easel_shared.domain.generation import run_blocker
 from easel_shared.ids import new_id
 from easel_shared.images import store_image
-from easel_shared.imaging import ImageRejected, inspect_image
+from easel_shared.imaging import ImageRejected, inspect_with_thumbnail
 from easel_shared.logs import generation_id_var, request_id_var
+from easel_shared.messages import RetainImage
 from easel_shared.models import Generation, Image, Node
 from easel_shared.repositories import boards as repo
 from easel_shared.repositories import generations as generations_repo
-from easel_shared.repositories.outbox import RETAIN_IMAGE, enqueue
+from easel_shared.repositories import outbox
 from easel_shared.storage import StorageError, TransientStorageError
 from easel_shared.views import generation_view
 from easel_worker.metrics import GENERATIONS, MODEL_SECONDS
@@ -53,10 +54,11 @@ def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
     """The lease token and a detached snapshot of the row, or None when it is not queued."""
     token = secrets.token_hex(8)
     with session_scope(rt.engine) as session:
-        if not generations_repo.lease(session, generation_id, token):
+        # The board first, as every writer that stages its events does: its event seq is taken
+        # under that lock, and one order of locks (board, then generation) keeps clear of deadlocks.
+        gen = _locked_generation(session, generation_id)
+        if gen is None or not generations_repo.lease(session, generation_id, token):
             return None
-        gen = session.get(Generation, generation_id)
-        assert gen is not None
         session.refresh(gen)
         events.stage(session, gen.board_id, "generation.started", generation_view(gen))
         snapshot = Generation.model_validate(gen.model_dump())
@@ -172,7 +174,7 @@ class _RowHooks(JobHooks):
     PROGRESS_EVERY_SECONDS = 1.0
 
     def __init__(self, rt: Runtime, gen: Generation, token: str) -> None:
-        self.rt, self.generation_id, self.token = rt, gen.id, token
+        self.rt, self.generation_id, self.board_id, self.token = rt, gen.id, gen.board_id, token
         self.resumed = gen.vendor_job
         self._last: tuple[int | None, float | None] | None = None
         self._last_at = 0.0
@@ -195,6 +197,7 @@ class _RowHooks(JobHooks):
         self._last, self._last_at = current, now
         try:
             with session_scope(self.rt.engine) as session:
+                repo.lock_board(session, self.board_id)  # board, then generation (see `acquire`)
                 gen = generations_repo.save_progress(session, self.generation_id, self.token,
                                                      {"queue_position": current[0], "percentage": current[1]})
                 if gen is not None:
@@ -236,9 +239,12 @@ def _produce(rt: Runtime, gen: Generation, should_cancel: Any, hooks: JobHooks) 
         # Canceled while the model worked: skip storing. A result whose node was deleted meanwhile
         # is still stored, for the account's library ("late_result", see _settle_succeeded).
         raise ModelError("canceled", "The generation was canceled.", transient=False)
-    info = inspect_image(data)
     t2 = time.perf_counter()
-    image = _with_retries(lambda: store_image(rt.store, gen.account_id, data, info, "generation"),
+    # One decode checks the model's output and renders its thumbnail (counted as storage work,
+    # as the thumbnail always was).
+    info, thumbnail = inspect_with_thumbnail(data)
+    image = _with_retries(lambda: store_image(rt.store, gen.account_id, data, info, "generation",
+                                              thumbnail=thumbnail),
                           STORAGE_TRIES, (TransientStorageError,), lambda: False)
     storage_s += time.perf_counter() - t2
     return model_s, storage_s, image
@@ -284,10 +290,8 @@ def _settle_succeeded_in_tx(session: Session, rt: Runtime, generation_id: str, t
         gen.image_id = image.id
         gen.timings = timings
         session.add(gen)
-        enqueue(session, RETAIN_IMAGE, gen.account_id, {
-            "asset_id": new_id("ast"), "image_id": image.id, "board_id": gen.board_id,
-            "node_id": gen.node_id, "reason": "late_result",
-        })
+        outbox.enqueue(session, RetainImage(asset_id=new_id("ast"), image_id=image.id, board_id=gen.board_id,
+                                            node_id=gen.node_id, reason="late_result"), gen.account_id)
         log.info("generation %s finished after its node was deleted; kept as late_result", generation_id)
         return True
     return False

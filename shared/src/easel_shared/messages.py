@@ -1,0 +1,49 @@
+"""What travels through the outbox: one pydantic model per topic, built by the process that
+writes the row and parsed by the one that relays or consumes it, never by hand on either side."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OutboxMessage(BaseModel):
+    # Unknown fields are ignored: a row written by a newer version stays readable by an older
+    # relay during a rolling upgrade.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic: ClassVar[str]
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class BoardEvent(OutboxMessage):
+    """A live event of one board, relayed to the board's Redis stream in `seq` order."""
+
+    topic: ClassVar[str] = "board.event"
+
+    event: str = Field(min_length=1, max_length=50)
+    data: dict[str, Any]
+
+
+class RetainImage(OutboxMessage):
+    """An image whose node (or board) went away: the assets service keeps it as `asset_id`."""
+
+    topic: ClassVar[str] = "image.retain"
+
+    asset_id: str = Field(min_length=1, max_length=40)
+    image_id: str = Field(min_length=1, max_length=40)
+    board_id: str | None = None
+    node_id: str | None = None
+    reason: str = Field(min_length=1, max_length=20)  # node_deleted | board_deleted | late_result
+
+
+class GenerationDispatch(OutboxMessage):
+    """Send `generation.run` for a queued generation (the Celery message)."""
+
+    topic: ClassVar[str] = "generation.dispatch"
+
+    generation_id: str = Field(min_length=1, max_length=40)
+    request_id: str | None = None

@@ -1,0 +1,251 @@
+"""The one after-commit mechanism: a transaction writes outbox rows (`repositories.outbox`) with
+the change they announce, and they are relayed after the commit, never for a rollback.
+
+- Right after a commit, the committing process relays the rows its session wrote (session
+  hooks installed by `install`): low latency, and nothing to do when Redis is away.
+- A background thread in every service process (`RelayThread`) relays whatever is left: Redis was
+  down, or the process died between its commit and the relay. It claims rows with
+  `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite serializes writers), so replicas share the work.
+  It also deletes rows settled more than `OUTBOX_RETENTION_SECONDS` ago.
+
+Each topic has one relay (a `TopicRelay`): `board.event` → the board's Redis stream
+(`events.BoardEventRelay`), `generation.dispatch` → the Celery message (`tasks.DispatchRelay`),
+`image.retain` → the assets library (the assets service's consumer, background only: it copies
+objects, which is no work for a request thread). A topic without a relay in this process waits
+for a process that has one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import UOWTransaction
+
+from easel_shared.clock import utcnow
+from easel_shared.db import session_scope
+from easel_shared.models import OutboxEvent
+from easel_shared.repositories import outbox
+
+if TYPE_CHECKING:
+    import redis
+
+    from easel_shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_WRITTEN = "easel_outbox_written"
+PRUNE_EVERY_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Written:
+    """An outbox row a session wrote, as its after-commit relay sees it."""
+
+    id: int
+    topic: str
+    board_id: str | None
+
+
+class TopicRelay(Protocol):
+    topic: str
+
+    def relay_written(self, engine: Engine, rows: Sequence[Written]) -> None:
+        """Right after the commit that wrote `rows`, in the committing thread. Best effort and
+        quick: whatever it leaves pending, the background relay delivers."""
+
+    def relay_pending(self, engine: Engine) -> bool:
+        """One background pass over pending rows; True when more may be waiting. Raises when the
+        destination is unreachable (the thread backs off)."""
+
+
+class Breaker:
+    """After a failure, after-commit relays skip their destination for a moment instead of each
+    request waiting for it to fail again; the background relay keeps trying and closes it."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+        self._until = 0.0
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self._until
+
+    def trip(self) -> None:
+        self._until = time.monotonic() + self.seconds
+
+    def reset(self) -> None:
+        self._until = 0.0
+
+
+class Relay:
+    def __init__(self, relays: Sequence[TopicRelay]) -> None:
+        self.relays = {r.topic: r for r in relays}
+
+    def relay_written(self, engine: Engine, written: Sequence[Written]) -> None:
+        for topic, relay in self.relays.items():
+            rows = [w for w in written if w.topic == topic]
+            if not rows:
+                continue
+            try:
+                relay.relay_written(engine, rows)
+            except Exception:  # the change is committed; the background relay takes over
+                log.warning("after-commit relay of %s failed; the background relay will retry", topic,
+                            exc_info=True)
+
+
+def standard(settings: Settings, client: redis.Redis) -> Relay:
+    """The relays every service runs: live events and generation dispatch (both to Redis)."""
+    from easel_shared.events import BoardEventRelay
+    from easel_shared.tasks import DispatchRelay
+
+    return Relay([BoardEventRelay(client),
+                  DispatchRelay(client, settings.redis_url, settings.celery_visibility_timeout_seconds)])
+
+
+# -- the after-commit hook --------------------------------------------------------------------- #
+
+_installed: list[Relay] = []
+_hooks_lock = threading.Lock()
+
+
+def install(relay: Relay) -> Relay:
+    """Relay what sessions of this process write, right after their commit (the most recently
+    installed relay does; `uninstall` steps back to the previous one)."""
+    with _hooks_lock:
+        if not sa_event.contains(OrmSession, "after_flush", _after_flush):
+            sa_event.listen(OrmSession, "after_flush", _after_flush)
+            sa_event.listen(OrmSession, "after_commit", _after_commit)
+            sa_event.listen(OrmSession, "after_soft_rollback", _after_soft_rollback)
+        _installed.append(relay)
+    return relay
+
+
+def uninstall(relay: Relay) -> None:
+    with _hooks_lock:
+        if relay in _installed:
+            _installed.remove(relay)
+
+
+def _after_flush(session: OrmSession, _flush: UOWTransaction) -> None:
+    written = [Written(obj.id, obj.topic, obj.board_id) for obj in session.new
+               if isinstance(obj, OutboxEvent) and obj.id is not None]
+    if written:
+        session.info.setdefault(_WRITTEN, []).extend(written)
+
+
+def _after_commit(session: OrmSession) -> None:
+    written: list[Written] = session.info.pop(_WRITTEN, [])
+    relay = _installed[-1] if _installed else None
+    if not written or relay is None:
+        return
+    try:
+        bind = session.get_bind()
+        relay.relay_written(bind if isinstance(bind, Engine) else bind.engine, written)
+    except Exception:  # never fail a commit that happened; the background relay takes over
+        log.warning("after-commit relay failed; the background relay will retry", exc_info=True)
+
+
+def _after_soft_rollback(session: OrmSession, _previous: object) -> None:
+    session.info.pop(_WRITTEN, None)
+
+
+# -- the background relay ---------------------------------------------------------------------- #
+
+
+@dataclass
+class _Lane:
+    relay: TopicRelay
+    failures: int = 0
+    next_at: float = field(default=0.0)
+
+
+class RelayThread:
+    """Runs every topic relay's background pass, each on its own schedule (one whose destination
+    is down backs off without holding up the others), and prunes settled rows."""
+
+    def __init__(self, engine: Engine, relays: Sequence[TopicRelay], *, poll_seconds: float,
+                 retention_seconds: float, name: str = "easel-outbox-relay") -> None:
+        self.engine = engine
+        self.lanes = [_Lane(r) for r in relays]
+        self.poll_seconds = poll_seconds
+        self.retention = timedelta(seconds=retention_seconds)
+        self.name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._prune_at = 0.0
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("outbox relay did not stop within %.0fs", timeout)
+            self._thread = None
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stop
+
+    def _run(self) -> None:
+        log.info("outbox relay started (%s; every %.2fs)", ", ".join(lane.relay.topic for lane in self.lanes),
+                 self.poll_seconds)
+        while not self._stop.is_set():
+            for lane in self.lanes:
+                if self._stop.is_set():
+                    break
+                if time.monotonic() >= lane.next_at:
+                    self._pass(lane)
+            self._prune()
+            wake = min(lane.next_at for lane in self.lanes) if self.lanes else time.monotonic() + self.poll_seconds
+            delay = wake - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+        log.info("outbox relay stopped")
+
+    def _pass(self, lane: _Lane) -> None:
+        try:
+            more = lane.relay.relay_pending(self.engine)
+        except Exception:
+            # Redis or the database is unreachable (or worse): back off so an outage is a few log
+            # lines rather than a flood, and pick up again on its own once it is back.
+            lane.failures += 1
+            delay = min(self.poll_seconds * 2 ** min(lane.failures, 10), max(MAX_BACKOFF_SECONDS, self.poll_seconds))
+            if lane.failures == 1:
+                log.warning("outbox relay of %s failed; retrying every %.1fs at most", lane.relay.topic,
+                            MAX_BACKOFF_SECONDS, exc_info=True)
+            lane.next_at = time.monotonic() + delay
+            return
+        if lane.failures:
+            log.info("outbox relay of %s recovered after %d failed passes", lane.relay.topic, lane.failures)
+            lane.failures = 0
+        lane.next_at = time.monotonic() + (0.0 if more else self.poll_seconds)
+
+    def _prune(self) -> None:
+        if time.monotonic() < self._prune_at:
+            return
+        self._prune_at = time.monotonic() + PRUNE_EVERY_SECONDS
+        try:
+            with session_scope(self.engine) as session:
+                removed = outbox.prune(session, utcnow() - self.retention)
+            if removed:
+                log.info("pruned %d settled outbox rows", removed)
+                self._prune_at = 0.0 if removed >= 1000 else self._prune_at
+        except Exception:
+            log.warning("could not prune the outbox", exc_info=True)

@@ -1,0 +1,415 @@
+"""One outbox for live events, retention and dispatch: nothing committed is lost when Redis or the
+committing process fails, nothing is published or sent twice, a board's events come in commit
+order, and a lost broker message is found exactly, whatever the length of the queue."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from easel_shared import relay as relay_mod
+from easel_shared import tasks
+from easel_shared.clock import utcnow
+from easel_shared.events import BoardEventRelay, stream_key
+from easel_shared.models import Generation, OutboxEvent
+from easel_shared.repositories.outbox import BOARD_EVENT, DISPATCH_GENERATION
+from tests.fixtures.generation import (
+    accepted,
+    get_gen,
+    image_node,
+    ledger_kinds,
+    queue_length,
+    text_node,
+    wait_final,
+)
+from tests.fixtures.sse import Event, SSEClient
+from tests.fixtures.stack import Account, Stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+# -- helpers ----------------------------------------------------------------------------------- #
+
+
+def seq_of(event_id: str) -> int:
+    return int(event_id.split("-")[0])
+
+
+def board_rows(stack: Stack, board_id: str) -> list[OutboxEvent]:
+    with Session(stack.engine) as session:
+        return list(session.exec(
+            select(OutboxEvent).where(OutboxEvent.topic == BOARD_EVENT, OutboxEvent.board_id == board_id)
+            .order_by(col(OutboxEvent.seq))
+        ))
+
+
+def unpublished(stack: Stack, board_id: str) -> list[OutboxEvent]:
+    return [r for r in board_rows(stack, board_id) if r.processed_at is None]
+
+
+def redis_client(stack: Stack) -> redis.Redis:
+    return redis.Redis.from_url(stack.settings.redis_url, socket_connect_timeout=1)
+
+
+def stream_seqs(stack: Stack, board_id: str) -> list[int]:
+    client = redis_client(stack)
+    try:
+        return [int(fields[b"seq"]) for _, fields in client.xrange(stream_key(board_id))]
+    finally:
+        client.close()
+
+
+def pings(stack: Stack) -> bool:
+    client = redis_client(stack)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def redis_down(stack: Stack) -> None:
+    if not stack.redis.controllable:
+        pytest.skip("Redis comes from TEST_REDIS_URL and cannot be stopped here")
+    stack.redis.stop()
+
+
+def redis_back(stack: Stack) -> None:
+    stack.redis.start()
+    wait_for(lambda: pings(stack), what="Redis to answer")
+    wait_for(lambda: httpx.get(f"{stack.api_url}/readyz").status_code == 200, what="the api to be ready")
+
+
+def move(c: httpx.Client, node_id: str, x: float) -> dict[str, Any]:
+    r = c.patch(f"/v1/nodes/{node_id}", json={"position": {"x": x, "y": 0}})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def moved_to(node_id: str, x: float) -> Callable[[Event], bool]:
+    return lambda e: e.event == "node.updated" and e.data["id"] == node_id and e.data["position"]["x"] == x
+
+
+def queued_ids(stack: Stack) -> Counter[str]:
+    """How many messages the broker's queue holds per generation id."""
+    client = redis_client(stack)
+    try:
+        raw = client.lrange(tasks.GENERATION_QUEUE, 0, -1)
+    finally:
+        client.close()
+    return Counter(_generation_of(m) for m in raw)
+
+
+def _generation_of(message: bytes) -> str:
+    envelope = json.loads(message)
+    args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+    return str(args[0])
+
+
+def drop_messages(stack: Stack, generation_ids: set[str]) -> None:
+    """Take these generations' messages out of the queue (atomically, order kept)."""
+    client = redis_client(stack)
+    try:
+        with client.pipeline() as pipe:
+            pipe.watch(tasks.GENERATION_QUEUE)
+            kept = [m for m in pipe.lrange(tasks.GENERATION_QUEUE, 0, -1) if _generation_of(m) not in generation_ids]
+            pipe.multi()
+            pipe.delete(tasks.GENERATION_QUEUE)
+            if kept:
+                pipe.rpush(tasks.GENERATION_QUEUE, *kept)
+            pipe.execute()
+    finally:
+        client.close()
+
+
+def sweep() -> dict[str, int]:
+    from easel_worker import runtime
+    from easel_worker.jobs.sweep import sweep_once
+
+    return sweep_once(runtime.get())
+
+
+def dispatch_rows(stack: Stack, generation_id: str) -> list[OutboxEvent]:
+    with Session(stack.engine) as session:
+        return list(session.exec(
+            select(OutboxEvent).where(OutboxEvent.topic == DISPATCH_GENERATION, OutboxEvent.subject_id == generation_id)
+        ))
+
+
+# -- the stream's own guarantee ---------------------------------------------------------------- #
+
+
+def test_a_stream_takes_each_seq_once_and_never_skips_one(stack: Stack) -> None:
+    client = redis_client(stack)
+    publisher = BoardEventRelay(client)
+    key = stream_key(f"brd_script_{uuid.uuid4().hex[:8]}")
+
+    def add(seq: int, force: bool = False) -> list[int]:
+        result: list[int] = publisher.script(keys=[key], args=[str(seq), 5000, "node.updated", "{}",
+                                                               "1" if force else "0"])
+        return result
+
+    try:
+        assert add(100) == [1, 0]  # no stream yet: it starts here
+        assert add(100) == [0, 100] and add(99) == [0, 100]  # already there: never twice
+        assert add(102) == [-1, 100]  # 101 is missing: refused, so it cannot be skipped
+        assert add(101) == [1, 100] and add(102) == [1, 101]
+        assert add(104, force=True) == [1, 102]  # what a relay repairing a lost tail may do
+        assert [i.decode() for i, _ in client.xrange(key)] == ["100-0", "101-0", "102-0", "104-0"]
+
+        # A stream Redis emptied (it still remembers its last id) starts over too.
+        client.xtrim(key, maxlen=0)
+        assert add(7) == [1, 0]
+        assert [i.decode() for i, _ in client.xrange(key)] == ["7-0"]
+
+        # Entries written before the outbox carry Redis's clock as id and no seq: the first seq
+        # after them is taken, with an id above theirs.
+        client.delete(key)
+        legacy = client.xadd(key, {"event": "node.updated", "data": "{}"}).decode()
+        assert add(5) == [1, 0] and add(6) == [1, 5] and add(8) == [-1, 6]
+        ids = [i.decode() for i, _ in client.xrange(key)]
+        assert ids[0] == legacy and len(ids) == 3 and seq_of(ids[1]) >= seq_of(legacy)
+    finally:
+        client.delete(key)
+        client.close()
+
+
+# -- live events ------------------------------------------------------------------------------- #
+
+
+@pytest.mark.slow
+def test_a_redis_outage_during_a_generation_loses_no_event(stack: Stack, account: Account, board: dict[str, Any],
+                                                            paused_worker: None) -> None:
+    from easel_worker import runtime
+    from easel_worker.jobs import generation
+
+    c, b = account.client, board["id"]
+    painted = image_node(c, b, prompt="a lighthouse in a storm")
+    other = image_node(c, b)
+    gen = accepted(c, painted["id"])
+    with SSEClient(stack.api_url, b, account.api_key) as before:
+        before.wait_for_type("board.snapshot")
+        move(c, other["id"], 1)
+        resume = before.wait_for_event(moved_to(other["id"], 1)).id
+        redis_down(stack)
+        try:
+            assert before.wait_ended(30), "the stream outlived Redis"
+            # The generation runs and ends, and the api takes changes, all while Redis is down.
+            runner = threading.Thread(target=generation.run, args=(runtime.get(), gen["id"]))
+            runner.start()
+            for x in (10, 11, 12):
+                move(c, other["id"], x)
+            runner.join(60)
+            assert get_gen(c, gen["id"])["status"] == "succeeded"
+            held_back = unpublished(stack, b)
+            assert len(held_back) >= 6, held_back  # committed, waiting for Redis
+        finally:
+            redis_back(stack)
+    wait_for(lambda: not unpublished(stack, b), what="the relay to publish what the outage held back")
+    expected = [(f"{r.seq}-0", r.payload["event"], r.payload["data"])
+                for r in board_rows(stack, b) if r.seq is not None and r.seq > seq_of(resume)]
+    with SSEClient(stack.api_url, b, account.api_key, last_event_id=resume) as again:
+        again.wait_for_event(lambda e: e.id == expected[-1][0])
+        replayed = [(e.id, e.event, e.data) for e in again.events]
+    # Every event since the client's last one, in commit order, and no snapshot: nothing was lost.
+    assert replayed == expected
+    kinds = [kind for _, kind, data in replayed if data.get("id") == gen["id"]]
+    assert kinds == ["generation.started", "generation.succeeded"]
+    positions = [data["position"]["x"] for _, kind, data in replayed
+                 if kind == "node.updated" and data["id"] == other["id"]]
+    assert [x for x in positions if x in (10, 11, 12)] == [10, 11, 12]
+    assert [data for _, kind, data in replayed if kind == "node.updated" and data["id"] == painted["id"]][-1] == \
+        c.get(f"/v1/nodes/{painted['id']}").json()
+    assert [int(i.split("-")[0]) for i, _, _ in replayed] == list(range(seq_of(resume) + 1,
+                                                                       seq_of(resume) + 1 + len(replayed)))
+
+
+def test_events_of_concurrent_commits_on_one_board_arrive_in_seq_order(stack: Stack, account: Account,
+                                                                       board: dict[str, Any]) -> None:
+    b = board["id"]
+    nodes = [text_node(account.client, b, f"writer {i}") for i in range(6)]
+    rounds = 8
+    with SSEClient(stack.api_url, b, account.api_key) as client:
+        start = seq_of(client.wait_for_type("board.snapshot").id)
+        barrier = threading.Barrier(len(nodes))
+        clients = [stack.client(account.api_key) for _ in nodes]
+
+        def writer(i: int) -> None:
+            barrier.wait()
+            for x in range(1, rounds + 1):
+                move(clients[i], nodes[i]["id"], x)
+
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            list(pool.map(writer, range(len(nodes))))
+        last = max(r.seq or 0 for r in board_rows(stack, b))
+        client.wait_for_event(lambda e: e.id == f"{last}-0")
+        got = [e for e in client.events if e.event != "board.snapshot"]
+    # One event per seq, in seq order, none missing: the stream's order is the commit order.
+    assert [seq_of(e.id) for e in got] == list(range(start + 1, last + 1))
+    assert stream_seqs(stack, b)[-len(got):] == list(range(start + 1, last + 1))
+    for n in nodes:
+        # Each writer's commits follow one another, and so do their events.
+        xs = [e.data["position"]["x"] for e in got if e.event == "node.updated" and e.data["id"] == n["id"]]
+        assert xs == list(range(1, rounds + 1))
+        last_sent = [e.data for e in got if e.event == "node.updated" and e.data["id"] == n["id"]][-1]
+        assert last_sent == account.client.get(f"/v1/nodes/{n['id']}").json()
+
+
+def test_a_commit_whose_relay_died_is_published_once_by_the_background_relay(
+        stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    c, b = account.client, board["id"]
+    n = text_node(c, b, "left behind")
+    with SSEClient(stack.api_url, b, account.api_key) as client:
+        client.wait_for_type("board.snapshot")
+        with monkeypatch.context() as m:
+            # The committing process dies between its commit and its relay: nothing relays after it.
+            m.setattr(relay_mod, "_installed", [])
+            moved = move(c, n["id"], 42)
+        event = client.wait_for_event(lambda e: e.event == "node.updated" and e.data == moved)
+        assert not unpublished(stack, b)
+
+        # Any number of relays going over the board again, at the same time, add nothing.
+        before = stream_seqs(stack, b)
+        relays = [BoardEventRelay(redis_client(stack)) for _ in range(4)]
+
+        def again(r: BoardEventRelay) -> None:
+            with Session(stack.engine) as session:
+                r.publish(session, board_rows(stack, b))
+            r.relay_pending(stack.engine)
+
+        with ThreadPoolExecutor(len(relays)) as pool:
+            list(pool.map(again, relays))
+        marker = move(c, n["id"], 43)
+        client.wait_for_event(lambda e: e.event == "node.updated" and e.data == marker)
+        seen = client.events
+    after = stream_seqs(stack, b)
+    assert after[:len(before)] == before and after[len(before):] == [before[-1] + 1]
+    assert [e for e in seen if e.id == event.id] == [event]
+    assert len({e.id for e in seen}) == len(seen)
+
+
+# -- dispatch ---------------------------------------------------------------------------------- #
+
+
+def test_a_dispatch_whose_relay_died_is_sent_once(stack: Stack, account: Account, board: dict[str, Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    c = account.client
+    n = image_node(c, board["id"], prompt="a parcel")
+    assert stack.worker is not None
+    with stack.worker.paused():
+        with monkeypatch.context() as m:
+            m.setattr(relay_mod, "_installed", [])
+            gen = accepted(c, n["id"])
+        wait_for(lambda: queued_ids(stack)[gen["id"]] == 1, what="the background relay to send the generation")
+        [row] = dispatch_rows(stack, gen["id"])
+        assert row.processed_at is not None
+        client = redis_client(stack)
+        try:
+            assert client.get(tasks.sent_key(gen["id"])) == str(row.id).encode()
+        finally:
+            client.close()
+
+        # A relay that sent it but died before settling the row: the next one does not send again.
+        with Session(stack.engine) as session:
+            session.execute(update(OutboxEvent).where(col(OutboxEvent.id) == row.id).values(processed_at=None))
+            session.commit()
+        wait_for(lambda: dispatch_rows(stack, gen["id"])[0].processed_at is not None,
+                 what="the background relay to settle the row")
+        sweep()  # its sent marker says it is waiting: the sweeper leaves it alone
+        assert queued_ids(stack)[gen["id"]] == 1
+    done = wait_final(c, gen["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert ledger_kinds(c, gen["id"]) == ["reserve", "capture"]
+
+
+@pytest.mark.slow
+def test_a_generation_accepted_while_redis_is_down_runs_once_it_is_back(stack: Stack, account: Account,
+                                                                        board: dict[str, Any]) -> None:
+    c = account.client
+    n = image_node(c, board["id"], prompt="a letter in a storm")
+    redis_down(stack)
+    try:
+        gen = accepted(c, n["id"])  # committed with its dispatch; nothing can be sent yet
+        assert [r.processed_at for r in dispatch_rows(stack, gen["id"])] == [None]
+    finally:
+        redis_back(stack)
+    # No sweep: the outbox relay sends it as soon as Redis answers.
+    done = wait_final(c, gen["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert ledger_kinds(c, gen["id"]) == ["reserve", "capture"]
+    assert [r.processed_at is not None for r in dispatch_rows(stack, gen["id"])] == [True]
+
+
+@pytest.mark.slow
+def test_a_lost_message_is_resent_exactly_under_a_backlog(stack: Stack, account: Account,
+                                                          board: dict[str, Any]) -> None:
+    """2,000 generations wait in the queue; the one whose message Redis lost is sent again by the
+    next sweep, and no other is sent twice."""
+    backlog = 2000
+    assert stack.worker is not None
+    with stack.worker.paused():
+        sweep()  # whatever earlier tests left behind is settled first
+        base = queued_ids(stack)
+        old = utcnow() - timedelta(seconds=2 * stack.settings.requeue_after_seconds)
+        ids = [f"gen_backlog_{uuid.uuid4().hex[:12]}" for _ in range(backlog)]
+        ours = set(ids)
+        with Session(stack.engine) as session:
+            # Queued long enough ago to be looked at by the sweeper, each with its dispatch.
+            session.add_all(Generation(
+                id=gen_id, node_id=f"nod_{gen_id}", board_id=board["id"], account_id=account.id,
+                active_node_id=f"nod_{gen_id}", status="queued", model_id="easel-sketch",
+                params={"resolution": "1K", "aspect_ratio": "1:1", "seed": 1}, prompt="a backlog",
+                credits=0, enqueued_at=old) for gen_id in ids)
+            session.flush()
+            for gen_id in ids:
+                tasks.dispatch(session, gen_id, account.id, None)
+            session.commit()
+        try:
+            wait_for(lambda: queue_length(stack) >= sum(base.values()) + backlog, timeout=120, interval=0.2,
+                     what="every message of the backlog to be sent")
+            sent = queued_ids(stack)
+            assert all(sent[i] == 1 for i in ids)
+            assert sweep()["requeued"] == 0  # all of them are merely waiting
+            full = sum(queued_ids(stack).values())
+
+            lost = ids[backlog // 2]
+            drop_messages(stack, {lost})  # Redis lost this message (and what said it was sent)
+            client = redis_client(stack)
+            try:
+                client.delete(tasks.sent_key(lost))
+            finally:
+                client.close()
+            assert sum(queued_ids(stack).values()) == full - 1
+
+            assert sweep()["requeued"] == 1
+            now = queued_ids(stack)
+            assert sum(now.values()) == full  # as it was, plus the one sent again
+            assert all(now[i] == 1 for i in ids)
+            assert {g: k for g, k in now.items() if g not in ours} == dict(base)
+            assert sweep()["requeued"] == 0 and sum(queued_ids(stack).values()) == full
+        finally:
+            with Session(stack.engine) as session:
+                session.execute(update(Generation).where(col(Generation.id).in_(ids))
+                                .values(status="failed", active_node_id=None))
+                session.commit()
+            drop_messages(stack, ours)
+            client = redis_client(stack)
+            try:
+                client.delete(*(tasks.sent_key(i) for i in ids))
+            finally:
+                client.close()
