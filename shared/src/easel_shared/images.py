@@ -19,15 +19,17 @@ def thumbnail_ext() -> str:
 
 
 def store_image(store: ObjectStore, account_id: str, data: bytes, info: ImageInfo, source: str,
-                image_id: str | None = None) -> Image:
-    """Write the bytes and a thumbnail; the caller adds the returned row to its session."""
+                image_id: str | None = None, thumbnail: bytes | None = None) -> Image:
+    """Write the bytes and a thumbnail (`thumbnail`: one already rendered, e.g. by
+    `inspect_with_thumbnail` from the decode that validated the bytes); the caller adds the
+    returned row to its session."""
     image_id = image_id or new_id("img")
     key = f"images/{account_id}/{image_id}.{info.extension}"
     thumb_key = f"images/{account_id}/{image_id}.thumb.{thumbnail_ext()}"
     # The original's upload overlaps the thumbnail's rendering (both mostly release the GIL).
     original = _writer.submit(store.put, key, data, info.content_type)
     try:
-        store.put(thumb_key, make_thumbnail(data), THUMBNAIL_CONTENT_TYPE)
+        store.put(thumb_key, thumbnail if thumbnail is not None else make_thumbnail(data), THUMBNAIL_CONTENT_TYPE)
     finally:
         original.result()
     return Image(

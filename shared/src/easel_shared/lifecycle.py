@@ -6,11 +6,11 @@ from __future__ import annotations
 import redis
 from sqlmodel import Session
 
-from easel_shared import events
+from easel_shared import events, node_updates
 from easel_shared.clock import utcnow
 from easel_shared.models import Generation, Node
 from easel_shared.repositories import accounts, boards
-from easel_shared.views import BoardGraph, generation_view
+from easel_shared.views import generation_view
 
 CANCEL_KEY = "easel:cancel:{}"
 
@@ -21,23 +21,6 @@ def signal_cancel(client: redis.Redis, generation_id: str) -> None:
         client.set(CANCEL_KEY.format(generation_id), "1", ex=3600)
     except redis.RedisError:
         pass
-
-
-def stage_node_and_downstream(session: Session, board_id: str, node_id: str, base_url: str,
-                              graph: BoardGraph | None = None) -> None:
-    """`graph`: one the caller already holds, when it reflects every change it made (saves reloading)."""
-    session.flush()
-    graph = graph or BoardGraph(session, board_id, base_url)
-    if node_id not in graph.nodes:
-        return
-    events.stage(session, board_id, "node.updated", graph.node_view(node_id))
-    for downstream in dict.fromkeys(graph.downstream_ids(node_id)):
-        if downstream in graph.nodes:
-            events.stage(session, board_id, "node.updated", graph.node_view(downstream))
-    for upstream in dict.fromkeys(e.source_node_id for e in graph.edges if e.target_node_id == node_id):
-        # Upstream nodes' generate state depends on whether this node is active (see domain.generation).
-        if upstream in graph.nodes and graph.nodes[upstream].kind == "image":
-            events.stage(session, board_id, "node.updated", graph.node_view(upstream))
 
 
 def end_generation(
@@ -87,7 +70,7 @@ def end_generation(
         session.add(node)
     events.stage(session, gen.board_id, f"generation.{status}", generation_view(gen))
     if node is not None and publish_node:
-        stage_node_and_downstream(session, gen.board_id, node.id, base_url)
+        node_updates.stage(session, gen.board_id, base_url, node_updates.Change.state_of(node.id))
 
 
 def cancel_active(session: Session, node: Node, *, base_url: str, error_code: str,

@@ -1,21 +1,91 @@
 """The public JSON shape of nodes, edges, boards and generations (API.md), built once here so
-the api's responses and every process's live events always agree."""
+the api's responses and every process's live events always agree.
+
+A node's view shows its own row plus, for image and video nodes, what it shows of its direct
+upstream nodes (references, upstream text, whether one generates) and, for image nodes, whether
+a node it feeds is generating. Two readers feed the same `node_view`:
+
+- `node_views`: a few nodes (one request's node and its neighbours), a constant number of
+  indexed queries whatever the board's size;
+- `board_document`: a whole board in four queries of plain columns, dicts built directly.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
 from easel_shared.clock import rfc3339
 from easel_shared.domain.generation import generate_state, toolbar
-from easel_shared.domain.graph import Incoming, numbered_references, ordered_upstream
-from easel_shared.models import Board, Edge, Generation, Image, Node
+from easel_shared.gc_pause import gc_paused
+from easel_shared.models import Board, Edge, Generation
 from easel_shared.repositories import boards as repo
+from easel_shared.repositories import graph as graph_repo
+
+# One upstream edge as its target shows it: (edge id, source id, source kind, source status,
+# source text, source image id). Lists of these are always in connection order (edge seq, then
+# edge id: the order of `easel_shared.domain.graph.ordered_upstream`), which the queries give.
+Upstream = tuple[str, str, str, str, str, "str | None"]
 
 
-def image_view(image: Image, base_url: str) -> dict[str, Any]:
+class NodeFields(Protocol):
+    """What a node view reads of a node: a `Node`, or a row of the same columns."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def board_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def x(self) -> float: ...
+    @property
+    def y(self) -> float: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def model_id(self) -> str | None: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def image_id(self) -> str | None: ...
+    @property
+    def error_code(self) -> str | None: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def active_generation_id(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+class ImageFields(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def image_view(image: ImageFields, base_url: str) -> dict[str, Any]:
     return {
         "id": image.id,
         "url": f"{base_url}/v1/images/{image.id}/content",
@@ -48,50 +118,11 @@ def board_view(board: Board) -> dict[str, Any]:
     }
 
 
-class BoardGraph:
-    """Everything needed to present any node of one board, loaded in three queries."""
-
-    def __init__(self, session: Session, board_id: str, base_url: str) -> None:
-        self.base_url = base_url
-        self.nodes = {n.id: n for n in repo.board_nodes(session, board_id)}
-        self.edges = repo.board_edges(session, board_id)
-        self.images = repo.images_by_id(session, [n.image_id for n in self.nodes.values() if n.image_id])
-
-    def incoming(self, node_id: str) -> list[Incoming]:
-        out = []
-        for e in self.edges:
-            src = self.nodes.get(e.source_node_id)
-            if e.target_node_id == node_id and src is not None:
-                out.append(Incoming(edge_id=e.id, source_node_id=e.source_node_id, source_kind=src.kind, order=e.seq))
-        return out
-
-    def downstream_ids(self, node_id: str) -> list[str]:
-        return [e.target_node_id for e in self.edges if e.source_node_id == node_id]
-
-    def upstream_texts(self, node_id: str) -> list[tuple[str, str]]:
-        return [(i.source_node_id, self.nodes[i.source_node_id].text)
-                for i in ordered_upstream(self.incoming(node_id), "text")]
-
-    def references(self, node_id: str) -> list[tuple[int, Incoming, Node]]:
-        return [(n, inc, self.nodes[inc.source_node_id]) for n, inc in numbered_references(self.incoming(node_id))]
-
-    def upstream_generating(self, node_id: str) -> bool:
-        return any(self.nodes[i.source_node_id].status == "generating" for i in self.incoming(node_id))
-
-    def downstream_generating(self, node_id: str) -> bool:
-        return any(
-            self.nodes[t].status == "generating" for t in self.downstream_ids(node_id) if t in self.nodes
-        )
-
-    def node_view(self, node_id: str) -> dict[str, Any]:
-        return node_view(self.nodes[node_id], self)
-
-    def all_views(self) -> list[dict[str, Any]]:
-        return [node_view(n, self) for n in self.nodes.values()]
-
-
-def node_view(node: Node, graph: BoardGraph) -> dict[str, Any]:
-    view: dict[str, Any] = {
+def node_view(node: NodeFields, upstream: Sequence[Upstream], downstream_generating: bool,
+              image: ImageFields | None, base_url: str) -> dict[str, Any]:
+    """The public node. `upstream`: its incoming edges in connection order; `image`: the row
+    `node.image_id` names. Runs once per node of a board read, so it builds each dict once."""
+    head: dict[str, Any] = {
         "id": node.id,
         "board_id": node.board_id,
         "kind": node.kind,
@@ -100,50 +131,117 @@ def node_view(node: Node, graph: BoardGraph) -> dict[str, Any]:
         "updated_at": rfc3339(node.updated_at),
     }
     if node.kind == "text":
-        view["text"] = node.text
-        return view
-    refs = [
-        {
-            "index": index,
-            "node_id": inc.source_node_id,
-            "edge_id": inc.edge_id,
-            "thumbnail_url": (
-                f"{graph.base_url}/v1/images/{src.image_id}/thumbnail" if src.image_id else None
-            ),
-        }
-        for index, inc, src in graph.references(node.id)
-    ]
-    upstream_text = [{"node_id": nid, "text": text} for nid, text in graph.upstream_texts(node.id)]
-    view["references"] = refs
-    view["upstream_text"] = upstream_text
+        head["text"] = node.text
+        return head
+    refs: list[dict[str, Any]] = []
+    upstream_text: list[dict[str, Any]] = []
+    upstream_generating = False
+    for edge_id, source_id, kind, status, text, image_id in upstream:
+        if kind == "image":
+            # Numbered 1..n in connection order; removing one closes the gap.
+            refs.append({
+                "index": len(refs) + 1,
+                "node_id": source_id,
+                "edge_id": edge_id,
+                "thumbnail_url": f"{base_url}/v1/images/{image_id}/thumbnail" if image_id else None,
+            })
+        elif kind == "text":
+            upstream_text.append({"node_id": source_id, "text": text})
+        if status == "generating":
+            upstream_generating = True
+    head["references"] = refs
+    head["upstream_text"] = upstream_text
     if node.kind == "video":
-        return view
-    image = graph.images.get(node.image_id) if node.image_id else None
+        return head
+    status = node.status
     state = generate_state(
-        generating=node.status == "generating",
-        upstream_generating=graph.upstream_generating(node.id),
-        downstream_generating=graph.downstream_generating(node.id),
+        generating=status == "generating",
+        upstream_generating=upstream_generating,
+        downstream_generating=downstream_generating,
         prompt=node.prompt,
         upstream_texts=[t["text"] for t in upstream_text],
     )
-    view.update(
-        {
-            "status": node.status,
-            "prompt": node.prompt,
-            "model_id": node.model_id,
-            "params": node.params or {},
-            "image": image_view(image, graph.base_url) if image else None,
-            "error": (
-                {"code": node.error_code, "message": node.error_message}
-                if node.status == "failed" and node.error_code
-                else None
-            ),
-            "generate": {"enabled": state.enabled, "reason_code": state.reason_code, "reason": state.reason},
-            "toolbar": list(toolbar(node.status, image is not None)),
-            "active_generation_id": node.active_generation_id,
-        }
+    head["status"] = status
+    head["prompt"] = node.prompt
+    head["model_id"] = node.model_id
+    head["params"] = node.params or {}
+    head["image"] = image_view(image, base_url) if image is not None else None
+    head["error"] = (
+        {"code": node.error_code, "message": node.error_message} if status == "failed" and node.error_code else None
     )
-    return view
+    head["generate"] = {"enabled": state.enabled, "reason_code": state.reason_code, "reason": state.reason}
+    head["toolbar"] = list(toolbar(status, image is not None))
+    head["active_generation_id"] = node.active_generation_id
+    return head
+
+
+def node_views(session: Session, node_ids: Iterable[str], base_url: str,
+               nodes: Sequence[NodeFields] | None = None) -> dict[str, dict[str, Any]]:
+    """Views of the named nodes that exist (`nodes`: their rows, when the caller has them), in
+    the order asked. At most four queries, each driven by an index: the nodes, the edges into
+    the image and video nodes with their sources, which image nodes feed a generating node, and
+    the images shown."""
+    ids = list(dict.fromkeys(node_ids))
+    rows: dict[str, NodeFields] = (
+        {n.id: n for n in nodes} if nodes is not None else dict(graph_repo.nodes_by_id(session, ids))
+    )
+    present = [rows[i] for i in ids if i in rows]
+    upstream: dict[str, list[Upstream]] = {}
+    for r in graph_repo.incoming_with_sources(session, [n.id for n in present if n.kind != "text"]):
+        upstream.setdefault(r.target_node_id, []).append(
+            (r.id, r.source_node_id, r.kind, r.status, r.text, r.image_id))
+    busy = graph_repo.sources_with_generating_target(session, [n.id for n in present if n.kind == "image"])
+    images = repo.images_by_id(session, [n.image_id for n in present if n.kind == "image" and n.image_id])
+    return {
+        n.id: node_view(n, upstream.get(n.id, ()), n.id in busy, images.get(n.image_id) if n.image_id else None,
+                        base_url)
+        for n in present
+    }
+
+
+def one_node_view(session: Session, node: NodeFields, base_url: str) -> dict[str, Any]:
+    return node_views(session, [node.id], base_url, nodes=[node])[node.id]
+
+
+def board_document(session: Session, board: Board, base_url: str) -> dict[str, Any]:
+    """`GET /v1/boards/{id}` and the live `board.snapshot`: the board, every node (by id) and
+    every edge (in connection order). Four queries of plain columns; no per-node query and no
+    per-node object besides the view itself. The cyclic garbage collector waits meanwhile: the
+    build allocates tens of thousands of (acyclic) dicts, each of which would otherwise count
+    towards collections that walk the whole growing document again and again."""
+    with gc_paused():
+        return _board_document(session, board, base_url)
+
+
+def _board_document(session: Session, board: Board, base_url: str) -> dict[str, Any]:
+    nodes = repo.board_node_rows(session, board.id)
+    edges = repo.board_edge_rows(session, board.id)
+    images = {i.id: i for i in repo.board_image_rows(session, board.id)}
+    by_id = {n.id: n for n in nodes}
+    upstream: dict[str, list[Upstream]] = {}
+    busy: set[str] = set()
+    edge_views: list[dict[str, Any]] = []
+    for e in edges:
+        source, target = by_id.get(e.source_node_id), by_id.get(e.target_node_id)
+        if source is not None:
+            upstream.setdefault(e.target_node_id, []).append(
+                (e.id, e.source_node_id, source.kind, source.status, source.text, source.image_id))
+        if target is not None and target.status == "generating":
+            busy.add(e.source_node_id)
+        edge_views.append({
+            "id": e.id,
+            "board_id": e.board_id,
+            "source_node_id": e.source_node_id,
+            "target_node_id": e.target_node_id,
+            "created_at": rfc3339(e.created_at),
+        })
+    no_upstream: tuple[Upstream, ...] = ()
+    node_list = [
+        node_view(n, upstream.get(n.id, no_upstream), n.id in busy,
+                  images.get(n.image_id) if n.image_id else None, base_url)
+        for n in nodes
+    ]
+    return {**board_view(board), "nodes": node_list, "edges": edge_views}
 
 
 def _progress_view(gen: Generation) -> dict[str, Any] | None:
@@ -174,8 +272,3 @@ def generation_view(gen: Generation) -> dict[str, Any]:
         "started_at": rfc3339(gen.started_at),
         "finished_at": rfc3339(gen.finished_at),
     }
-
-
-def node_views_for(session: Session, board_id: str, node_ids: Sequence[str], base_url: str) -> list[dict[str, Any]]:
-    graph = BoardGraph(session, board_id, base_url)
-    return [graph.node_view(nid) for nid in node_ids if nid in graph.nodes]

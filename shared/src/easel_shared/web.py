@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Protocol, TypeVar
@@ -171,14 +172,57 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def authenticate(engine: Engine, authorization: str | None) -> Account:
+class AccountCache:
+    """API key -> account for a few seconds, so a client's burst of requests costs one lookup.
+
+    Only keys that authenticated are kept (a new key works at once, a wrong one is looked up
+    every time and can never be remembered as valid), under the key's hash, never the key. The
+    account is used for its identity: balances are always read afresh by the use cases. An
+    entry goes after `ttl_seconds`, on `forget_account` (whatever changes an account's keys
+    must call it), or when the cache is full (oldest first)."""
+
+    def __init__(self, ttl_seconds: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Account]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Account | None:
+        with self._lock:
+            entry = self._entries.get(key_hash)
+            if entry is None:
+                return None
+            if time.monotonic() >= entry[0]:
+                del self._entries[key_hash]
+                return None
+            return entry[1]
+
+    def put(self, key_hash: str, account: Account) -> None:
+        with self._lock:
+            self._entries.pop(key_hash, None)
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]  # dicts keep insertion order
+            self._entries[key_hash] = (time.monotonic() + self.ttl_seconds, account)
+
+    def forget_account(self, account_id: str) -> None:
+        with self._lock:
+            for key in [k for k, (_, a) in self._entries.items() if a.id == account_id]:
+                del self._entries[key]
+
+
+def authenticate(engine: Engine, authorization: str | None, cache: AccountCache | None = None) -> Account:
     """The account whose API key the ``Authorization`` header carries."""
     token = bearer_token(authorization)
+    key_hash = accounts.hash_api_key(token)
+    if cache is not None and (cached := cache.get(key_hash)) is not None:
+        return cached
     # A short session of its own, so authentication never holds the request's write transaction.
     with session_scope(engine) as session:
-        account = accounts.by_api_key(session, token)
+        account = accounts.by_api_key_hash(session, key_hash)
     if account is None:
         raise Unauthenticated()
+    if cache is not None:
+        cache.put(key_hash, account)
     return account
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from sqlalchemy.engine import Engine
@@ -11,6 +11,7 @@ from easel_shared.domain.catalog import Catalog
 from easel_shared.redis_client import get_redis
 from easel_shared.settings import Settings
 from easel_shared.storage import ObjectStore, store_from_settings
+from easel_shared.web import AccountCache
 
 
 @dataclass
@@ -20,6 +21,7 @@ class AppContext:
     redis: redis.Redis
     store: ObjectStore
     catalog: Catalog
+    auth_cache: AccountCache = field(default_factory=AccountCache)
 
     @property
     def base_url(self) -> str:

@@ -22,7 +22,7 @@ CtxDep = Annotated[AppContext, Depends(get_ctx)]
 
 
 def get_account(ctx: CtxDep, authorization: Annotated[str | None, Header()] = None) -> Account:
-    return authenticate(ctx.engine, authorization)
+    return authenticate(ctx.engine, authorization, ctx.auth_cache)
 
 
 AccountDep = Annotated[Account, Depends(get_account)]

@@ -69,7 +69,7 @@ from easel_shared.imaging.budget import (
     image_bytes,
 )
 from easel_shared.imaging.formats import sniff_format
-from easel_shared.imaging.transform import crop_image, encode_png, make_thumbnail
+from easel_shared.imaging.transform import crop_image, encode_png, inspect_with_thumbnail, make_thumbnail
 from easel_shared.imaging.validate import inspect_image
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "encode_png",
     "image_bytes",
     "inspect_image",
+    "inspect_with_thumbnail",
     "make_thumbnail",
     "sniff_format",
 ]

@@ -67,10 +67,17 @@ def make_thumbnail(data: bytes, *, max_side: int = 256, max_pixels: int = DEFAUL
     at most ``max_side`` while keeping the aspect ratio (never scaled up).
     Raises :class:`ImageRejected` like :func:`inspect_image`.
     """
+    return inspect_with_thumbnail(data, max_side=max_side, max_pixels=max_pixels)[1]
+
+
+def inspect_with_thumbnail(data: bytes, *, max_side: int = 256,
+                           max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageInfo, bytes]:
+    """:func:`inspect_image` and :func:`make_thumbnail` from one decode: the description of a
+    valid image and its thumbnail. Raises :class:`ImageRejected` like :func:`inspect_image`."""
     if max_side < 1:
         raise ValueError("max_side must be positive")
     # One working copy: a mode conversion of the full image (most images need none).
-    with decoded(data, max_pixels, working_copies=1) as (image, _, _):
+    with decoded(data, max_pixels, working_copies=1) as (image, info, _):
         icc_profile = image.info.get("icc_profile")
         # An RGB profile only stays valid if no colour-space conversion happens.
         keep_icc = isinstance(icc_profile, bytes) and image.mode in ("RGB", "RGBA", "P")
@@ -92,7 +99,7 @@ def make_thumbnail(data: bytes, *, max_side: int = 256, max_pixels: int = DEFAUL
             icc_profile=icc_profile if keep_icc else None,
         )
         thumb.close()
-    return out.getvalue()
+    return info, out.getvalue()
 
 
 def crop_image(

@@ -32,7 +32,11 @@ def create_account(session: Session, name: str, credits: int) -> tuple[Account, 
 
 
 def by_api_key(session: Session, api_key: str) -> Account | None:
-    return session.exec(select(Account).where(Account.api_key_hash == hash_api_key(api_key))).first()
+    return by_api_key_hash(session, hash_api_key(api_key))
+
+
+def by_api_key_hash(session: Session, key_hash: str) -> Account | None:
+    return session.exec(select(Account).where(Account.api_key_hash == key_hash)).first()
 
 
 def get(session: Session, account_id: str) -> Account | None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, insert, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from easel_shared.clock import utcnow
 from easel_shared.db import is_sqlite
+from easel_shared.ids import new_id
 from easel_shared.models import Board, Edge, Image, Node
 from easel_shared.repositories.paging import newest_first
 
@@ -37,8 +41,81 @@ def board_nodes(session: Session, board_id: str) -> list[Node]:
     return list(session.exec(select(Node).where(Node.board_id == board_id).order_by(col(Node.id))))
 
 
-def board_edges(session: Session, board_id: str) -> list[Edge]:
-    return list(session.exec(select(Edge).where(Edge.board_id == board_id).order_by(col(Edge.seq))))
+class NodeRow(NamedTuple):
+    """The columns of a node that its public view reads."""
+
+    id: str
+    board_id: str
+    kind: str
+    text: str
+    x: float
+    y: float
+    prompt: str
+    model_id: str | None
+    params: dict[str, Any]
+    status: str
+    image_id: str | None
+    error_code: str | None
+    error_message: str | None
+    active_generation_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EdgeRow(NamedTuple):
+    id: str
+    board_id: str
+    source_node_id: str
+    target_node_id: str
+    created_at: datetime
+
+
+class ImageRow(NamedTuple):
+    id: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    source: str
+    created_at: datetime
+
+
+# The whole-board read selects plain columns, run on the session's connection (no ORM result
+# layer, no identity map) and handed on as named tuples (a SQLAlchemy row resolves each
+# attribute by name in Python; a named tuple's fields cost a C-level index). Each query is
+# driven by a (board_id, ...) index.
+def _columns(model: Any, row: type[tuple[Any, ...]]) -> list[Any]:
+    return [col(getattr(model, name)) for name in row._fields]  # type: ignore[attr-defined]
+
+
+_NODE_COLUMNS = _columns(Node, NodeRow)
+_EDGE_COLUMNS = _columns(Edge, EdgeRow)
+_IMAGE_COLUMNS = _columns(Image, ImageRow)
+
+
+def board_node_rows(session: Session, board_id: str) -> list[NodeRow]:
+    query = sa_select(*_NODE_COLUMNS).where(col(Node.board_id) == board_id).order_by(col(Node.id))
+    return list(map(NodeRow._make, session.connection().execute(query)))
+
+
+def board_nodes_page(session: Session, board_id: str, limit: int, cursor: str | None) -> list[NodeRow]:
+    """Nodes by id after `cursor`, `limit` + 1 of them (the extra one says another page exists)."""
+    query = sa_select(*_NODE_COLUMNS).where(col(Node.board_id) == board_id)
+    if cursor:
+        query = query.where(col(Node.id) > cursor)
+    return list(map(NodeRow._make, session.connection().execute(query.order_by(col(Node.id)).limit(limit + 1))))
+
+
+def board_edge_rows(session: Session, board_id: str) -> list[EdgeRow]:
+    query = sa_select(*_EDGE_COLUMNS).where(col(Edge.board_id) == board_id).order_by(col(Edge.seq), col(Edge.id))
+    return list(map(EdgeRow._make, session.connection().execute(query)))
+
+
+def board_image_rows(session: Session, board_id: str) -> list[ImageRow]:
+    """The images the board's nodes show."""
+    query = (sa_select(*_IMAGE_COLUMNS).join(Node, col(Node.image_id) == col(Image.id))
+             .where(col(Node.board_id) == board_id))
+    return list(map(ImageRow._make, session.connection().execute(query)))
 
 
 def get_node(session: Session, account_id: str, node_id: str) -> Node | None:
@@ -78,17 +155,30 @@ def next_edge_seq(session: Session, board: Board) -> int:
     return board.edge_seq
 
 
-def incoming_edges(session: Session, node_id: str) -> list[Edge]:
-    return list(session.exec(select(Edge).where(Edge.target_node_id == node_id).order_by(col(Edge.seq))))
-
-
-def outgoing_edges(session: Session, node_id: str) -> list[Edge]:
-    return list(session.exec(select(Edge).where(Edge.source_node_id == node_id).order_by(col(Edge.seq))))
+def add_graph(session: Session, board: Board, nodes: Sequence[Node], pairs: Sequence[tuple[str, str]],
+              images: Sequence[Image] = ()) -> None:
+    """Bulk-insert nodes (with their images) and edges `(source, target)` in that connection
+    order, in a few statements (imports, fixtures, benchmarks). The caller holds the board's
+    lock and has checked the graph rules; edges take the next `len(pairs)` connection seqs."""
+    if images:
+        session.execute(insert(Image), [i.model_dump() for i in images])
+    if nodes:
+        session.execute(insert(Node), [n.model_dump() for n in nodes])
+    if pairs:
+        session.execute(update(Board).where(col(Board.id) == board.id)
+                        .values(edge_seq=col(Board.edge_seq) + len(pairs)))
+        session.refresh(board)
+        first = board.edge_seq - len(pairs) + 1
+        session.execute(insert(Edge), [
+            Edge(id=new_id("edg"), board_id=board.id, source_node_id=s, target_node_id=t, seq=first + i).model_dump()
+            for i, (s, t) in enumerate(pairs)
+        ])
 
 
 def delete_node_edges(session: Session, node_id: str) -> list[Edge]:
     edges = list(
-        session.exec(select(Edge).where(or_(col(Edge.source_node_id) == node_id, col(Edge.target_node_id) == node_id)))
+        session.exec(select(Edge).where(or_(col(Edge.source_node_id) == node_id, col(Edge.target_node_id) == node_id))
+                     .order_by(col(Edge.seq)))
     )
     for edge in edges:
         session.delete(edge)

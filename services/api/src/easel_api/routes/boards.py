@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
 
 from easel_api.deps import AccountDep, CtxDep
 from easel_api.schemas.requests import BoardCreate, EdgeCreate, NodeCreate, NodePatch
@@ -22,9 +23,16 @@ def list_boards(ctx: CtxDep, account: AccountDep, p: PageDep) -> dict[str, Any]:
     return boards.list_boards(ctx, account, p.limit, p.cursor)
 
 
-@router.get("/boards/{board_id}")
-def get_board(board_id: str, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
-    return boards.get_board(ctx, account, board_id)
+@router.get("/boards/{board_id}", response_class=JSONResponse)
+def get_board(board_id: str, ctx: CtxDep, account: AccountDep) -> JSONResponse:
+    # Serialized once, straight from the dicts (a big board's body is large; FastAPI's
+    # response validation would walk it all again before the same json.dumps).
+    return JSONResponse(boards.get_board(ctx, account, board_id))
+
+
+@router.get("/boards/{board_id}/nodes")
+def list_nodes(board_id: str, ctx: CtxDep, account: AccountDep, p: PageDep) -> dict[str, Any]:
+    return boards.list_nodes(ctx, account, board_id, p.limit, p.cursor)
 
 
 @router.delete("/boards/{board_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -47,7 +47,10 @@ def change_credits(ctx: AppContext, account_id: str, amount: int, reason: str) -
             account = repo.grant(session, account_id, amount, reason)
         except ValueError:
             raise errors.InsufficientCredits("Removing that many credits would make the balance negative.") from None
-        return account_view(account)
+        view = account_view(account)
+    # The cached row would show the old balance to anyone reading it; the next request re-reads.
+    ctx.auth_cache.forget_account(account_id)
+    return view
 
 
 def current(ctx: AppContext, account_id: str) -> dict[str, Any]:

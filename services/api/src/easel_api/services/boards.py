@@ -11,17 +11,19 @@ from easel_api.context import AppContext
 from easel_api.schemas.requests import EdgeCreate, NodeCreate, NodePatch
 from easel_api.services import retention
 from easel_api.services.common import node_or_404
-from easel_shared import events, lifecycle
+from easel_shared import events, lifecycle, node_updates
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.catalog import validate_params
-from easel_shared.domain.graph import can_connect, would_create_cycle
+from easel_shared.domain.graph import can_connect
 from easel_shared.domain.node_params import params_problem
 from easel_shared.ids import new_id
 from easel_shared.models import Account, Board, Edge, Node
+from easel_shared.node_updates import Change
 from easel_shared.repositories import boards as repo
-from easel_shared.views import BoardGraph, board_view, edge_view
+from easel_shared.repositories import graph as graph_repo
+from easel_shared.views import board_document, board_view, edge_view, node_views, one_node_view
 from easel_shared.web import page
 
 
@@ -67,10 +69,27 @@ def list_boards(ctx: AppContext, account: Account, limit: int, cursor: str | Non
 
 
 def get_board(ctx: AppContext, account: Account, board_id: str) -> dict[str, Any]:
+    """The whole board (`GET /v1/boards/{id}` and the live `board.snapshot`)."""
     with session_scope(ctx.engine) as session:
         board = _board_or_404(session, account, board_id)
-        graph = BoardGraph(session, board.id, ctx.base_url)
-        return {**board_view(board), "nodes": graph.all_views(), "edges": [edge_view(e) for e in graph.edges]}
+        return board_document(session, board, ctx.base_url)
+
+
+def check_board(ctx: AppContext, account: Account, board_id: str) -> None:
+    """`not_found` unless the account owns the board; reads the board's row only."""
+    with session_scope(ctx.engine) as session:
+        _board_or_404(session, account, board_id)
+
+
+def list_nodes(ctx: AppContext, account: Account, board_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of the board's nodes, by id (the board read's order)."""
+    with session_scope(ctx.engine) as session:
+        board = _board_or_404(session, account, board_id)
+        rows = repo.board_nodes_page(session, board.id, limit, cursor)
+        items = rows[:limit]
+        views = node_views(session, [r.id for r in items], ctx.base_url, nodes=items)
+    next_cursor = items[-1].id if len(rows) > limit and items else None
+    return {"items": list(views.values()), "next_cursor": next_cursor}
 
 
 def delete_board(ctx: AppContext, account: Account, board_id: str) -> None:
@@ -109,7 +128,7 @@ def create_node(ctx: AppContext, account: Account, board_id: str, body: NodeCrea
             node.status = "ready"
         session.add(node)
         session.flush()
-        view = BoardGraph(session, board.id, ctx.base_url).node_view(node.id)
+        view = one_node_view(session, node, ctx.base_url)
         events.stage(session, board.id, "node.created", view)
         return view
 
@@ -117,7 +136,7 @@ def create_node(ctx: AppContext, account: Account, board_id: str, body: NodeCrea
 def get_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
         node = node_or_404(session, account, node_id)
-        return BoardGraph(session, node.board_id, ctx.base_url).node_view(node.id)
+        return one_node_view(session, node, ctx.base_url)
 
 
 def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch) -> dict[str, Any]:
@@ -146,15 +165,10 @@ def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch)
             node.x, node.y = body.position.x, body.position.y
         repo.touch(node)
         session.add(node)
-        session.flush()
-        graph = BoardGraph(session, node.board_id, ctx.base_url)
-        view = graph.node_view(node.id)
-        events.stage(session, node.board_id, "node.updated", view)
-        if node.kind == "text" and "text" in fields:
-            # Downstream nodes show this text inline and their prompt_required state may flip.
-            for target in dict.fromkeys(graph.downstream_ids(node.id)):
-                events.stage(session, node.board_id, "node.updated", graph.node_view(target))
-        return view
+        # Downstream nodes show a text node's text inline (and their prompt_required may flip).
+        shown = (node.id,) if node.kind == "text" and "text" in fields else ()
+        views = node_updates.stage(session, node.board_id, ctx.base_url, Change(rows=(node.id,), shown=shown))
+        return views[node.id]
 
 
 def _check_params(ctx: AppContext, model_id: str | None, params: dict[str, Any]) -> None:
@@ -180,19 +194,16 @@ def delete_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, An
         asset_id = None
         if node.kind == "image" and node.image_id:
             asset_id = retention.retain(session, node, reason="node_deleted")
-        downstream = [e.target_node_id for e in repo.outgoing_edges(session, node.id)]
-        upstream = [e.source_node_id for e in repo.incoming_edges(session, node.id)]
-        for edge in repo.delete_node_edges(session, node.id):
+        removed = repo.delete_node_edges(session, node.id)
+        for edge in removed:
             events.stage(session, node.board_id, "edge.deleted", edge_view(edge))
         session.delete(node)
         session.flush()
         events.stage(
             session, node.board_id, "node.deleted", {"id": node.id, "board_id": node.board_id, "asset_id": asset_id}
         )
-        graph = BoardGraph(session, node.board_id, ctx.base_url)
-        for other in dict.fromkeys(downstream + upstream):
-            if other in graph.nodes:
-                events.stage(session, node.board_id, "node.updated", graph.node_view(other))
+        node_updates.stage(session, node.board_id, ctx.base_url,
+                           Change(edges=tuple((e.source_node_id, e.target_node_id) for e in removed)))
     for gen_id in canceled:
         lifecycle.signal_cancel(ctx.redis, gen_id)
     return {"id": node_id, "asset_id": asset_id}
@@ -218,8 +229,9 @@ def create_edge(ctx: AppContext, account: Account, board_id: str, body: EdgeCrea
                 raise errors.ConnectionNotAllowed(verdict.message)
             if repo.edge_between(session, source.id, target.id) is not None:
                 raise errors.DuplicateConnection()
-            pairs = [(e.source_node_id, e.target_node_id) for e in repo.board_edges(session, board.id)]
-            if would_create_cycle(pairs, source.id, target.id):
+            # A ring would close iff the source is already downstream of the target: the walk
+            # visits only what the target feeds, never the rest of the board.
+            if graph_repo.reaches(session, target.id, source.id):
                 raise errors.CycleNotAllowed()
             edge = Edge(
                 id=new_id("edg"),
@@ -233,10 +245,7 @@ def create_edge(ctx: AppContext, account: Account, board_id: str, body: EdgeCrea
             session.add(board)
             session.flush()
             events.stage(session, board.id, "edge.created", edge_view(edge))
-            graph = BoardGraph(session, board.id, ctx.base_url)
-            events.stage(session, board.id, "node.updated", graph.node_view(target.id))
-            if source.kind == "image":  # its generate state depends on whether its targets generate
-                events.stage(session, board.id, "node.updated", graph.node_view(source.id))
+            node_updates.stage(session, board.id, ctx.base_url, Change(edges=((source.id, target.id),)))
             return edge_view(edge)
     except IntegrityError:
         # The unique (source, target) pair caught a concurrent twin of this request.
@@ -255,9 +264,5 @@ def delete_edge(ctx: AppContext, account: Account, edge_id: str) -> None:
         session.delete(edge)
         session.flush()
         events.stage(session, edge.board_id, "edge.deleted", edge_view(edge))
-        graph = BoardGraph(session, edge.board_id, ctx.base_url)
-        if edge.target_node_id in graph.nodes:
-            events.stage(session, edge.board_id, "node.updated", graph.node_view(edge.target_node_id))
-        source = graph.nodes.get(edge.source_node_id)
-        if source is not None and source.kind == "image":
-            events.stage(session, edge.board_id, "node.updated", graph.node_view(source.id))
+        node_updates.stage(session, edge.board_id, ctx.base_url,
+                           Change(edges=((edge.source_node_id, edge.target_node_id),)))

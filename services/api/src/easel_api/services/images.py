@@ -6,15 +6,15 @@ from typing import Any
 
 from easel_api.context import AppContext
 from easel_api.services.common import image_node_or_404
-from easel_shared import lifecycle
+from easel_shared import lifecycle, node_updates
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
 from easel_shared.images import store_image
-from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_image
+from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_with_thumbnail
 from easel_shared.models import Account, Image
+from easel_shared.node_updates import Change
 from easel_shared.repositories import boards as repo
-from easel_shared.views import BoardGraph
 
 
 def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict[str, Any]:
@@ -25,14 +25,15 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
     if not data:
         raise errors.ImageInvalid("The file is empty.")
     try:
-        info = inspect_image(data, max_pixels=ctx.settings.max_image_pixels)
+        # One decode validates the upload and renders its thumbnail.
+        info, thumbnail = inspect_with_thumbnail(data, max_pixels=ctx.settings.max_image_pixels)
     except ImageRejected as exc:
         if exc.code == "unsupported_format":
             raise errors.UnsupportedFormat(exc.message) from None
         raise errors.ImageInvalid(exc.message) from None
     # Bytes go to storage before the row that points at them commits; a failed commit leaves
     # only an unreferenced object, never a node pointing at nothing.
-    image = store_image(ctx.store, account.id, data, info, "upload")
+    image = store_image(ctx.store, account.id, data, info, "upload", thumbnail=thumbnail)
     canceled: list[str] = []
     with session_scope(ctx.engine) as session:
         repo.lock_board(session, node.board_id)
@@ -52,8 +53,7 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
         node.error_code = node.error_message = None
         repo.touch(node)
         session.add(node)
-        lifecycle.stage_node_and_downstream(session, node.board_id, node.id, ctx.base_url)
-        view = BoardGraph(session, node.board_id, ctx.base_url).node_view(node.id)
+        view = node_updates.stage(session, node.board_id, ctx.base_url, Change.state_of(node.id))[node.id]
     for gen_id in canceled:
         lifecycle.signal_cancel(ctx.redis, gen_id)
     return view
@@ -81,8 +81,9 @@ def crop(ctx: AppContext, account: Account, node_id: str, x: int, y: int, width:
         node.image_id = image.id
         repo.touch(node)
         session.add(node)
-        lifecycle.stage_node_and_downstream(session, node.board_id, node.id, ctx.base_url)
-        return BoardGraph(session, node.board_id, ctx.base_url).node_view(node.id)
+        # A new image, same status: the node and the nodes showing its thumbnail change.
+        return node_updates.stage(session, node.board_id, ctx.base_url,
+                                  Change(rows=(node.id,), shown=(node.id,)))[node.id]
 
 
 def _download_name(image: Image) -> str:
