@@ -13,7 +13,7 @@ Both backends accept the same keys (see :func:`validate_key`), so code written a
 This package must stay free of web-framework imports: the Celery worker uses it.
 """
 
-from easel_shared.storage.base import DEFAULT_CONTENT_TYPE, MAX_PRESIGN_EXPIRES_IN, ObjectStore
+from easel_shared.storage.base import DEFAULT_CONTENT_TYPE, MAX_PRESIGN_EXPIRES_IN, ListedObject, ObjectStore
 from easel_shared.storage.errors import ObjectNotFound, StorageError, TransientStorageError
 from easel_shared.storage.factory import build_object_store, store_from_settings
 from easel_shared.storage.keys import content_disposition, validate_key
@@ -23,6 +23,7 @@ from easel_shared.storage.s3 import S3ObjectStore
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
     "MAX_PRESIGN_EXPIRES_IN",
+    "ListedObject",
     "LocalObjectStore",
     "ObjectNotFound",
     "ObjectStore",

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator
+from datetime import datetime
+from typing import NamedTuple, Protocol, runtime_checkable
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 #: SigV4 presigned URLs cannot live longer than seven days; both backends use
 #: the same bound so callers see the same behaviour everywhere.
 MAX_PRESIGN_EXPIRES_IN = 7 * 24 * 3600
+
+
+class ListedObject(NamedTuple):
+    """One stored object as :meth:`ObjectStore.list_keys` reports it."""
+
+    key: str
+    #: When the object was last written (aware, UTC): S3's ``LastModified``, a file's mtime.
+    last_modified: datetime
 
 
 @runtime_checkable
@@ -33,6 +43,14 @@ class ObjectStore(Protocol):
 
     def copy(self, src_key: str, dst_key: str) -> None:
         """Copy an object (server-side on S3); :class:`ObjectNotFound` if no source."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object whose key starts with ``prefix`` (a plain string prefix as on S3, so
+        ``"images/a"`` matches ``"images/ab/x"``; ``""`` lists everything), in no particular
+        order, read lazily. Objects written or deleted while the listing runs may or may not
+        appear. ``ValueError`` (at once) for a prefix that breaks the key rules,
+        :class:`StorageError` while iterating when the store fails."""
         ...
 
     def presigned_url(self, key: str, *, expires_in: int, download_filename: str | None = None) -> str:

@@ -35,6 +35,17 @@ def validate_key(key: str) -> str:
     return key
 
 
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can start a valid key (``""``, ``"images/"``, ``"images/acc"``),
+    else raise ``ValueError``: the same rules as :func:`validate_key`, a trailing ``/`` allowed."""
+    if prefix == "":
+        return prefix
+    if not isinstance(prefix, str):
+        raise ValueError("object key prefix must be a string")
+    validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
 def check_expires_in(expires_in: int) -> int:
     if isinstance(expires_in, bool) or not isinstance(expires_in, int):
         raise TypeError("expires_in must be an int number of seconds")

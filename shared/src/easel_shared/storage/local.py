@@ -14,12 +14,14 @@ import mimetypes
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from easel_shared.storage.base import DEFAULT_CONTENT_TYPE
+from easel_shared.storage.base import DEFAULT_CONTENT_TYPE, ListedObject
 from easel_shared.storage.errors import ObjectNotFound, StorageError
-from easel_shared.storage.keys import check_download_filename, check_expires_in, validate_key
+from easel_shared.storage.keys import check_download_filename, check_expires_in, validate_key, validate_prefix
 
 
 def _signature_payload(key: str, expires: int, filename: str | None) -> bytes:
@@ -161,6 +163,34 @@ class LocalObjectStore:
             raise ObjectNotFound(f"local content_type {key}: not found")
         guessed, _ = mimetypes.guess_type(path.name)
         return guessed or DEFAULT_CONTENT_TYPE
+
+    def list_keys(self, prefix: str) -> Iterator[ListedObject]:
+        """Walks only the directories the prefix can reach (``images/acc`` reads ``images/``,
+        then only entries starting with ``acc``); a file removed while the walk runs is skipped.
+        Only ``objects/`` is read, and :meth:`put` renames finished files into it, so a
+        half-written object is never listed."""
+        validate_prefix(prefix)
+        directory = prefix.rpartition("/")[0]
+        start = self._objects.joinpath(*directory.split("/")) if directory else self._objects
+        return self._walk(start, directory, prefix)
+
+    def _walk(self, path: Path, key_prefix: str, wanted: str) -> Iterator[ListedObject]:
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise StorageError(f"local list {wanted or '(all)'} failed: {exc}") from exc
+        for entry in entries:
+            key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if (key + "/").startswith(wanted) or wanted.startswith(key + "/"):
+                        yield from self._walk(Path(entry.path), key, wanted)
+                elif entry.is_file(follow_symlinks=False) and key.startswith(wanted):
+                    yield ListedObject(key, datetime.fromtimestamp(entry.stat().st_mtime, UTC))
+            except FileNotFoundError:
+                continue
 
     def presigned_url(self, key: str, *, expires_in: int, download_filename: str | None = None) -> str:
         validate_key(key)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -15,9 +17,15 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from easel_shared.storage.base import DEFAULT_CONTENT_TYPE
+from easel_shared.storage.base import DEFAULT_CONTENT_TYPE, ListedObject
 from easel_shared.storage.errors import ObjectNotFound, StorageError, TransientStorageError
-from easel_shared.storage.keys import check_download_filename, check_expires_in, content_disposition, validate_key
+from easel_shared.storage.keys import (
+    check_download_filename,
+    check_expires_in,
+    content_disposition,
+    validate_key,
+    validate_prefix,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -209,6 +217,21 @@ class S3ObjectStore:
             )
         except (ClientError, BotoCoreError) as exc:
             raise _translate_s3_error(exc, "copy", f"{src_key} -> {dst_key}") from exc
+
+    def list_keys(self, prefix: str) -> Iterator[ListedObject]:
+        """ListObjectsV2 page by page (1000 keys each), so a large bucket is never held at once."""
+        validate_prefix(prefix)
+        return self._list_pages(prefix)
+
+    def _list_pages(self, prefix: str) -> Iterator[ListedObject]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if "Key" in item and "LastModified" in item:
+                        yield ListedObject(item["Key"], item["LastModified"].astimezone(UTC))
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate_s3_error(exc, "list", prefix or "(all)") from exc
 
     def presigned_url(self, key: str, *, expires_in: int, download_filename: str | None = None) -> str:
         validate_key(key)
