@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,10 +12,10 @@ from fastapi import FastAPI
 from easel_api.context import build_context
 from easel_api.deps import get_ctx
 from easel_api.errors import install_error_handlers
-from easel_api.routes import accounts, boards, events, generations, images
-from easel_shared.events import RedisEventPublisher, install_publisher
+from easel_api.routes import accounts, boards, canvas, events, generations, images
 from easel_shared.http_limits import install_request_guard
 from easel_shared.imaging import configure_decode_budget
+from easel_shared.relay import RelayThread, install, standard, uninstall
 from easel_shared.settings import Settings, get_settings
 from easel_shared.tracing import setup_tracing
 from easel_shared.web import install_observability, mount_common, prepare_local_store
@@ -28,7 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_local_store(ctx.store)
-        install_publisher(RedisEventPublisher(ctx.redis))
+        # Outbox rows this process commits are relayed right after the commit; the thread relays
+        # what any process left behind.
+        relay = install(standard(ctx.settings, ctx.redis))
+        relay_thread = RelayThread(ctx.engine, list(relay.relays.values()),
+                                   poll_seconds=ctx.settings.outbox_poll_seconds,
+                                   retention_seconds=ctx.settings.outbox_retention_seconds)
+        relay_thread.start()
         app.state.hub = events.EventHub(ctx)
         # Startup objects live for the whole process: keep them out of the collector's full
         # passes, whose pauses showed up as event-delivery p99 with 1000 subscribers.
@@ -38,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.hub.close()
+            await asyncio.to_thread(relay_thread.stop)
+            uninstall(relay)
 
     app = FastAPI(title="Easel API", version="1.0.0", lifespan=lifespan)
     app.state.ctx = ctx
@@ -47,6 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     setup_tracing("api", settings.otel_exporter_otlp_endpoint, fastapi_app=app, celery=True)
 
     mount_common(app, get_ctx)
-    for module in (accounts, boards, images, generations, events):
+    for module in (accounts, boards, images, generations, events, canvas):
         app.include_router(module.router)
     return app
