@@ -5,13 +5,13 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 UV_VERSION := 0.13.9
 
-.PHONY: setup run test lint typecheck unit integration bench clean
+.PHONY: setup run test lint typecheck unit integration bench clean chromium
 
 $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-.venv/.synced: $(UV) pyproject.toml shared/pyproject.toml services/*/pyproject.toml
+.venv/.synced: $(UV) pyproject.toml shared/pyproject.toml services/*/pyproject.toml clients/*/pyproject.toml
 	$(UV) sync --all-packages --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 	touch .venv/.synced
 
@@ -25,12 +25,19 @@ lint: setup
 	$(UV) run --no-sync lint-imports
 
 typecheck: setup
-	$(UV) run --no-sync mypy shared/src services/api/src services/worker/src services/assets/src
+	$(UV) run --no-sync mypy shared/src services/api/src services/worker/src services/assets/src clients/python/src
 
 unit: setup
 	$(UV) run --no-sync pytest tests/unit
 
-test: setup lint typecheck
+# The canvas browser tests drive Debian's Chromium (Playwright's own browser builds are not
+# downloaded): installed here when missing, as root; otherwise say how.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = "0" ]; then apt-get update && apt-get install -y chromium; \
+	else echo "chromium: /usr/bin/chromium is missing; run 'sudo apt-get install -y chromium' (the canvas browser tests need it)"; fi
+
+test: setup lint typecheck chromium
 	$(UV) run --no-sync pytest
 
 bench: setup

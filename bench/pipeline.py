@@ -3,9 +3,12 @@
 Starts the whole stack as local processes (Redis, moto's S3 server, the api and a worker, the
 database: SQLite unless --database-url), drives N generations one after another over HTTP with
 a zero-latency built-in model, and compares the per-generation overhead (end-to-end minus the
-model's own time) with a bare Celery round trip on the same broker.
+model's own time) with a bare Celery round trip on the same broker. Then a saturation run:
+--clients threads generating at once for a fixed number of generations, generations per second
+beside bare Celery no-op tasks per second (same clients, same broker, a worker of the same size).
 
     uv run python bench/pipeline.py [--n 50] [--database-url postgresql://...]
+    uv run python bench/pipeline.py --saturation 200 --clients 8
 """
 
 from __future__ import annotations
@@ -13,14 +16,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import queue
 import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -117,7 +125,8 @@ def run_bare_worker() -> None:
     acks_late, prefetch 1) whose only task returns at once."""
     app = bare_app(os.environ["BENCH_REDIS_URL"])
     app.worker_main(["worker", "--queues", BARE_QUEUE, "--pool", "threads",  # type: ignore[attr-defined]
-                     "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+                     "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"),
+                     "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
                      "--hostname", "bench-bare@%h"])
 
 
@@ -133,20 +142,91 @@ def bare_round_trips(redis_url: str, n: int) -> list[float]:
     return out
 
 
+def bare_saturation(redis_url: str, n: int, clients: int) -> float:
+    """No-op tasks per second: `clients` threads, each sending one task and waiting for its
+    result, then the next (closed loop, like the generation clients), `n` tasks in all."""
+    # An app (connections, result consumer) per thread, made here: Celery warns that the task
+    # name is registered again, which is meant (the same no-op everywhere).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pings: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(clients):
+            pings.put(bare_app(redis_url).tasks["bench.ping"])  # type: ignore[attr-defined]
+    local = threading.local()
+
+    def one(_: int) -> None:
+        if not hasattr(local, "ping"):
+            local.ping = pings.get_nowait()
+        assert local.ping.apply_async(queue=BARE_QUEUE).get(timeout=60) == "pong"
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(clients * 4)))  # warm up: every thread connected
+        started = time.perf_counter()
+        list(pool.map(one, range(n)))
+        return n / (time.perf_counter() - started)
+
+
 # --------------------------------------------------------------------------- generations
 
 
-def run_generations(api_url: str, n: int, warmup: int, poll: float, model: str) -> tuple[list[Sample], float]:
+def account_client(api_url: str) -> httpx.Client:
     admin = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
     key = admin.post("/v1/admin/accounts", json={"name": "bench", "credits": 10_000_000}).json()["api_key"]
-    c = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+
+def make_nodes(c: httpx.Client, count: int) -> list[str]:
     nodes = []
-    for i in range(n + warmup):
+    for i in range(count):
         if i % BOARD_SIZE == 0:  # boards of a realistic size: settling a generation loads its board
             board = c.post("/v1/boards", json={"name": f"bench {i // BOARD_SIZE}"}).json()["id"]
         node = c.post(f"/v1/boards/{board}/nodes", json={"kind": "image"}).json()
         c.patch(f"/v1/nodes/{node['id']}", json={"prompt": f"a lighthouse on a cliff, take {i}"})
         nodes.append(node["id"])
+    return nodes
+
+
+def generate(c: httpx.Client, node_id: str, body: Mapping[str, object], poll: float) -> tuple[dict[str, Any], float]:
+    """POST a generation and poll it until it ends: (the generation, accept ms)."""
+    t0 = time.perf_counter()
+    r = c.post(f"/v1/nodes/{node_id}/generations", json=body)
+    if r.status_code != 202:
+        raise SystemExit(f"generation refused: {r.status_code} {r.text}")
+    gen_id = r.json()["id"]
+    accept_ms = (time.perf_counter() - t0) * 1000
+    while True:
+        gen: dict[str, Any] = c.get(f"/v1/generations/{gen_id}").json()
+        if gen["status"] in ("succeeded", "failed", "canceled"):
+            break
+        time.sleep(poll)
+    if gen["status"] != "succeeded":
+        raise SystemExit(f"generation {gen_id} ended {gen['status']}: {gen['error']}")
+    return gen, accept_ms
+
+
+def run_saturation(api_url: str, n: int, warmup: int, clients: int, poll: float,
+                   model: str) -> tuple[list[float], float]:
+    """`clients` threads generating at once (each: POST, poll until it ends, next), `n`
+    generations measured after `warmup` ones: (end-to-end ms of each, generations per second)."""
+    c = account_client(api_url)
+    nodes = make_nodes(c, n + warmup)
+    body = {"model_id": model, "params": {"resolution": "1K", "aspect_ratio": "1:1", "seed": 1}}
+
+    def one(node_id: str) -> float:
+        t0 = time.perf_counter()
+        generate(c, node_id, body, poll)
+        return (time.perf_counter() - t0) * 1000
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, nodes[:warmup]))
+        started = time.perf_counter()
+        latencies = list(pool.map(one, nodes[warmup:]))
+        return latencies, n / (time.perf_counter() - started)
+
+
+def run_generations(api_url: str, n: int, warmup: int, poll: float, model: str) -> tuple[list[Sample], float]:
+    c = account_client(api_url)
+    nodes = make_nodes(c, n + warmup)
     body = {"model_id": model, "params": {"resolution": "1K", "aspect_ratio": "1:1", "seed": 1}}
 
     samples: list[Sample] = []
@@ -155,19 +235,8 @@ def run_generations(api_url: str, n: int, warmup: int, poll: float, model: str) 
         if i == warmup:
             started = time.perf_counter()
         t0 = time.perf_counter()
-        r = c.post(f"/v1/nodes/{node_id}/generations", json=body)
-        if r.status_code != 202:
-            raise SystemExit(f"generation refused: {r.status_code} {r.text}")
-        gen_id = r.json()["id"]
-        accept_ms = (time.perf_counter() - t0) * 1000
-        while True:
-            gen = c.get(f"/v1/generations/{gen_id}").json()
-            if gen["status"] in ("succeeded", "failed", "canceled"):
-                break
-            time.sleep(poll)
+        gen, accept_ms = generate(c, node_id, body, poll)
         elapsed = (time.perf_counter() - t0) * 1000
-        if gen["status"] != "succeeded":
-            raise SystemExit(f"generation {gen_id} ended {gen['status']}: {gen['error']}")
         if i >= warmup:
             samples.append(Sample(elapsed, accept_ms, float(gen["timings"]["model_ms"]), gen["timings"]))
     return samples, time.perf_counter() - started
@@ -201,7 +270,14 @@ def main() -> None:
     parser.add_argument("--model", default="easel-sketch")
     parser.add_argument("--poll-ms", type=float, default=5.0, help="client polling interval (default 5)")
     parser.add_argument("--bare-trips", type=int, default=50)
-    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--worker-concurrency", type=int, default=2, help="easel worker and bare worker threads")
+    parser.add_argument("--saturation", type=int, default=100,
+                        help="generations of the saturation run (default 100; 0: no saturation run)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients of the saturation run")
+    parser.add_argument("--saturation-poll-ms", type=float, default=100.0,
+                        help="polling interval of each saturation client (default 100; faster polling by 8 "
+                             "clients takes the api's CPU from the generations)")
+    parser.add_argument("--bare-tasks", type=int, default=1000, help="no-op tasks of the bare saturation run")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--workdir", default=None, help="keep the database and process logs here")
     parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
@@ -218,6 +294,10 @@ def main() -> None:
         bare = bare_round_trips(redis_url, args.bare_trips)
         samples, wall = run_generations(api, args.n, args.warmup, args.poll_ms / 1000, args.model)
         routes = api_route_means(api)
+        if args.saturation:
+            bare_rate = bare_saturation(redis_url, args.bare_tasks, args.clients)
+            sat_latency, sat_rate = run_saturation(api, args.saturation, 2 * args.clients, args.clients,
+                                                   args.saturation_poll_ms / 1000, args.model)
 
     e2e = [s.end_to_end_ms for s in samples]
     overhead = [s.overhead_ms for s in samples]
@@ -242,6 +322,15 @@ def main() -> None:
     print(f"bare Celery     p50 {bare_p50:7.2f} ms   p95 {percentile(bare, 95):7.2f} ms   ({len(bare)} round trips)")
     print(f"ratio           overhead p50 / bare p50 = {statistics.median(overhead) / bare_p50:.1f}x"
           f"   (without storage: {statistics.median(orchestration) / bare_p50:.1f}x)")
+    if args.saturation:
+        print(f"\nsaturation: {args.clients} clients at once, {args.saturation} generations (+{2 * args.clients} "
+              f"warm-up), poll {args.saturation_poll_ms:g} ms, worker {args.worker_concurrency} threads")
+        print(f"generations     {sat_rate:7.2f} /s   end-to-end p50 {statistics.median(sat_latency):7.1f} ms"
+              f"   p95 {percentile(sat_latency, 95):7.1f} ms")
+        print(f"bare Celery     {bare_rate:7.1f} no-op tasks/s ({args.bare_tasks} tasks, {args.clients} clients, "
+              f"{args.worker_concurrency} worker threads)")
+        print(f"ratio           bare tasks/s / generations/s = {bare_rate / sat_rate:.1f}x"
+              f"   (sequential run: {len(samples) / wall:.2f} generations/s)")
 
 
 if __name__ == "__main__":

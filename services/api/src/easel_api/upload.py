@@ -1,8 +1,12 @@
 """Streaming multipart reader for uploads. The 10 MiB limit is enforced while the body arrives:
 reading stops at the first byte past the limit, so an oversized upload never sits whole in
-memory (Starlette's form parser would spool the whole body first). A body that is not well-formed
+memory (Starlette's form parser would spool the whole body first), and a refused body leaves
+nothing behind (at most the limit is held while reading). A body that is not well-formed
 multipart (bad boundary, a part header without a colon, no closing boundary) is `400
-invalid_multipart`."""
+invalid_multipart`.
+
+The file's bytes are copied once: the chunks the server hands over are kept as they are (a
+chunk is file data from end to end almost every time) and joined when the body ends."""
 
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ _BOUNDARY_RE = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./
 class _FileCollector:
     def __init__(self, field: str) -> None:
         self.field = field
-        self.buf = bytearray()
+        self.parts: list[bytes] = []
+        self.size = 0
         self.found = False
         self._in_target = False
         self._header_field = b""
@@ -64,9 +69,19 @@ class _FileCollector:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._in_target:
-            self.buf += data[start:end]
-            if len(self.buf) > MAX_UPLOAD_BYTES:
+            self.size += end - start
+            if self.size > MAX_UPLOAD_BYTES:
+                self.parts.clear()  # nothing of a refused body is kept
                 raise errors.FileTooLarge()
+            # A whole chunk (the usual case) is kept without a copy: bytes are immutable.
+            self.parts.append(data if start == 0 and end == len(data) and type(data) is bytes
+                              else bytes(data[start:end]))
+
+    def content(self) -> bytes:
+        """The file's bytes: the one copy of the upload (joining the chunks)."""
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts = []
+        return data
 
 
 def _boundary(content_type: str) -> bytes:
@@ -112,7 +127,7 @@ async def read_upload(request: Request, field: str = "file") -> bytes:
         raise errors.InvalidMultipart("The multipart body ends before its closing boundary.")
     if not collector.found:
         raise errors.InvalidField("The multipart body has no field named 'file'.")
-    return bytes(collector.buf)
+    return collector.content()
 
 
 def _reason(exc: Exception) -> str:
