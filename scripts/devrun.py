@@ -218,6 +218,9 @@ def main() -> int:
     env.setdefault("ADMIN_TOKEN", stored["admin_token"])
     env.setdefault("URL_SIGNING_SECRET", stored["url_signing_secret"])
     env.setdefault("LOG_FORMAT", "text")
+    # Local development: webhook receivers on this machine (http://127.0.0.1:…) are allowed.
+    env.setdefault("WEBHOOK_ALLOW_HTTP", "true")
+    env.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
     api_port = int(env.setdefault("API_PORT", "8000"))
     assets_port = int(env.setdefault("ASSETS_PORT", "8001"))
     env.setdefault("API_PUBLIC_URL", f"http://127.0.0.1:{api_port}")

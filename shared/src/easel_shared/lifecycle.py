@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 from sqlmodel import Session
 
-from easel_shared import events, node_updates
+from easel_shared import events, node_updates, webhooks
 from easel_shared.clock import utcnow
 from easel_shared.models import Generation, Node
 from easel_shared.repositories import accounts, boards
@@ -69,6 +69,7 @@ def end_generation(
         boards.touch(node)
         session.add(node)
     events.stage(session, gen.board_id, f"generation.{status}", generation_view(gen))
+    webhooks.emit_generation(session, gen, base_url)
     if node is not None and publish_node:
         node_updates.stage(session, gen.board_id, base_url, node_updates.Change.state_of(node.id))
 

@@ -47,3 +47,17 @@ class GenerationDispatch(OutboxMessage):
 
     generation_id: str = Field(min_length=1, max_length=40)
     request_id: str | None = None
+
+
+class WebhookEvent(OutboxMessage):
+    """An event for the account's webhook endpoints; the relay makes one delivery per endpoint
+    that subscribes to `type` (only `endpoint_id` when set: a test event)."""
+
+    topic: ClassVar[str] = "webhook.event"
+
+    event_id: str = Field(min_length=1, max_length=40)  # becomes `webhook-id`
+    type: str = Field(min_length=1, max_length=50)
+    timestamp: str = Field(min_length=1, max_length=40)  # RFC 3339, when it happened
+    data: dict[str, Any]
+    request_id: str | None = None
+    endpoint_id: str | None = None

@@ -104,12 +104,14 @@ class Relay:
 
 
 def standard(settings: Settings, client: redis.Redis) -> Relay:
-    """The relays every service runs: live events and generation dispatch (both to Redis)."""
+    """The relays every service runs: live events, generation dispatch and webhook deliveries."""
     from easel_shared.events import BoardEventRelay
     from easel_shared.tasks import DispatchRelay
+    from easel_shared.webhooks import WebhookRelay
 
     return Relay([BoardEventRelay(client),
-                  DispatchRelay(client, settings.redis_url, settings.celery_visibility_timeout_seconds)])
+                  DispatchRelay(client, settings.redis_url, settings.celery_visibility_timeout_seconds),
+                  WebhookRelay(client, settings.redis_url)])
 
 
 # -- the after-commit hook --------------------------------------------------------------------- #

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # Largest request body outside uploads (JSON bodies above all); uploads have their own limit.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    # Webhooks (easel_shared.webhooks). Receivers must be https and public unless allowed here.
+    webhook_allow_http: bool = False
+    webhook_allow_private_networks: bool = False
+    # Seconds between attempts after the first (Standard Webhooks' schedule: about a day).
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    # An endpoint whose every attempt failed for this long is disabled.
+    webhook_disable_after_seconds: float = Field(default=86400.0, ge=60)
+    # The Celery queues `python -m easel_worker` consumes (run webhook workers apart with `webhooks`).
+    worker_queues: str = "generations,webhooks"
+
     rate_limit_generate_per_minute: int = Field(default=120, ge=0)
     rate_limit_upload_per_minute: int = Field(default=120, ge=0)
 
@@ -91,6 +102,21 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"STORAGE_BACKEND=s3 needs {', '.join(missing)}")
         return self
+
+    @model_validator(mode="after")
+    def _retry_schedule_parses(self) -> Settings:
+        self.retry_schedule  # noqa: B018  (raises on a bad value, at start)
+        return self
+
+    @property
+    def retry_schedule(self) -> list[float]:
+        try:
+            delays = [float(p) for p in self.webhook_retry_schedule.split(",") if p.strip()]
+        except ValueError:
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds") from None
+        if any(d <= 0 or d != d or d > 7 * 86400 for d in delays):
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE delays must be between 0 and 7 days")
+        return delays
 
     @property
     def blocked_words(self) -> list[str]:

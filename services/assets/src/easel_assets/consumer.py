@@ -33,7 +33,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from easel_assets.context import AppContext
-from easel_assets.services.library import asset_keys
+from easel_assets.services.library import asset_keys, asset_view
+from easel_shared import webhooks
 from easel_shared.db import session_scope
 from easel_shared.messages import RetainImage
 from easel_shared.models import Asset, Image, OutboxEvent
@@ -173,7 +174,9 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
                 _delete_quietly(ctx, plan.storage_key, plan.thumbnail_key)
             return False
         if session.get(Asset, plan.asset_id) is None:
-            session.add(plan.asset())
+            asset = plan.asset()
+            session.add(asset)
+            webhooks.emit(session, plan.account_id, "asset.created", asset_view(asset, ctx.base_url))
             outcome = "created"
         else:
             outcome = "duplicate"

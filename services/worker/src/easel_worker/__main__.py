@@ -1,4 +1,5 @@
-"""`python -m easel_worker`: a Celery worker on the `generations` queue, plus the sweeper.
+"""`python -m easel_worker`: a Celery worker on the `generations` and `webhooks` queues
+(`WORKER_QUEUES`), plus the sweeper.
 
 The pool is threads: the work is I/O plus Pillow (which releases the GIL), and threads keep the
 database engine and Redis clients safe without fork hooks. SIGTERM is Celery's warm shutdown:
@@ -35,7 +36,7 @@ def main() -> None:
     background.start(rt)
     try:
         app.worker_main([
-            "worker", "--queues", GENERATION_QUEUE, "--pool", "threads",
+            "worker", "--queues", settings.worker_queues or GENERATION_QUEUE, "--pool", "threads",
             "--concurrency", str(settings.worker_concurrency), "--loglevel", settings.log_level,
             "--without-gossip", "--without-mingle", "--hostname", "easel-worker@%h",
         ])

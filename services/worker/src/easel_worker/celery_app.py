@@ -12,6 +12,8 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery("easel-worker")
     app.conf.update(celery_config(settings.redis_url, settings.celery_visibility_timeout_seconds))
     app.conf.update(worker_hijack_root_logger=False, worker_send_task_events=False)
-    import easel_worker.tasks.generation  # noqa: F401  (registers the shared tasks)
+    # Registers the shared tasks.
+    import easel_worker.tasks.generation
+    import easel_worker.tasks.webhooks  # noqa: F401
 
     return app

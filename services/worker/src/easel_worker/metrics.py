@@ -12,3 +12,8 @@ PROVIDER_ERRORS = Counter("easel_provider_errors_total",
                           "(provider_auth_failed: a revoked or wrong key)", ["provider", "code"])
 IMAGES_COLLECTED = Counter("easel_images_collected_total", "Orphaned node images deleted: unreferenced rows with "
                            "their objects (image), objects no row owns (object)", ["kind"])
+WEBHOOK_DELIVERIES = Counter("easel_webhook_deliveries_total", "Webhook delivery attempts by outcome: delivered, "
+                             "retry, refused (address not allowed; retried), failed (schedule spent or endpoint "
+                             "disabled), gone (410: endpoint disabled)", ["outcome"])
+WEBHOOK_SECONDS = Histogram("easel_webhook_delivery_seconds", "Time of one webhook attempt, until the answer",
+                            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30))

@@ -11,6 +11,7 @@ from easel_shared.models.tables import (
     Node,
     OutboxEvent,
 )
+from easel_shared.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
@@ -22,4 +23,6 @@ __all__ = [
     "LedgerEntry",
     "Node",
     "OutboxEvent",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

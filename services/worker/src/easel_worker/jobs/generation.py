@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from easel_shared import events, lifecycle
+from easel_shared import events, lifecycle, webhooks
 from easel_shared.clock import as_utc, utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain.catalog import output_size
@@ -61,6 +61,7 @@ def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
             return None
         session.refresh(gen)
         events.stage(session, gen.board_id, "generation.started", generation_view(gen))
+        webhooks.emit_generation(session, gen, rt.base_url)
         snapshot = Generation.model_validate(gen.model_dump())
     return token, snapshot
 
