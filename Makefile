@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 UV_VERSION := 0.13.9
 
-.PHONY: setup run test lint typecheck unit integration bench clean chromium
+.PHONY: setup run test lint typecheck unit integration bench clean chromium openapi
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -39,6 +39,10 @@ chromium:
 
 test: setup lint typecheck chromium
 	$(UV) run --no-sync pytest
+
+# The OpenAPI documents of api and assets, a checked artifact (tests/unit/test_openapi.py).
+openapi: setup
+	$(UV) run --no-sync python scripts/openapi.py
 
 bench: setup
 	$(UV) run --no-sync python bench/pipeline.py

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from sqlalchemy.engine import Engine
 
 from easel_shared.db import session_scope
@@ -152,6 +154,26 @@ def mount_common(app: FastAPI, get_ctx: Callable[[Request], ServiceContext]) -> 
     app.include_router(files_router(lambda r: get_ctx(r).store, lambda r: get_ctx(r).settings.url_signing_secret or ""))
 
 
+def document_models(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
+    """Put `models` into the OpenAPI document's components although no route returns them as
+    JSON (the live events' models, which a `text/event-stream` schema refers to)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        _, top = models_json_schema([(m, "serialization") for m in models],
+                                    ref_template="#/components/schemas/{model}")
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in top.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        document["components"]["schemas"] = dict(sorted(schemas.items()))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def prepare_local_store(store: ObjectStore) -> None:
     """Called at startup. A fresh local directory is a valid, empty store: create it so /readyz
     is green before the first upload (S3 buckets are provisioned by the deployment instead)."""
@@ -242,8 +264,9 @@ class PageParams:
 PageDep = Annotated[PageParams, Depends(PageParams)]
 
 
-def page(rows: Sequence[T], limit: int, view: Callable[[T], dict[str, Any]], key: Callable[[T], str]) -> dict[str, Any]:
-    """Rows were fetched with limit + 1 to learn whether another page exists."""
+def page(rows: Sequence[T], limit: int, view: Callable[[T], Any], key: Callable[[T], str]) -> dict[str, Any]:
+    """Rows were fetched with limit + 1 to learn whether another page exists. The answer is a
+    `easel_shared.schemas.Page` of what `view` builds (a dict or a model)."""
     items = list(rows[:limit])
     next_cursor = key(items[-1]) if len(rows) > limit and items else None
     return {"items": [view(r) for r in items], "next_cursor": next_cursor}

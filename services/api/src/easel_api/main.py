@@ -12,13 +12,14 @@ from fastapi import FastAPI
 from easel_api.context import build_context
 from easel_api.deps import get_ctx
 from easel_api.errors import install_error_handlers
-from easel_api.routes import accounts, boards, canvas, events, generations, images
+from easel_api.routes import accounts, boards, canvas, events, generations, images, webhooks
 from easel_shared.http_limits import install_request_guard
 from easel_shared.imaging import configure_decode_budget
 from easel_shared.relay import RelayThread, install, standard, uninstall
+from easel_shared.schemas import EVENT_MODELS
 from easel_shared.settings import Settings, get_settings
 from easel_shared.tracing import setup_tracing
-from easel_shared.web import install_observability, mount_common, prepare_local_store
+from easel_shared.web import document_models, install_observability, mount_common, prepare_local_store
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     setup_tracing("api", settings.otel_exporter_otlp_endpoint, fastapi_app=app, celery=True)
 
     mount_common(app, get_ctx)
-    for module in (accounts, boards, images, generations, events, canvas):
+    # The live events' models: the event stream's schema refers to them.
+    document_models(app, EVENT_MODELS)
+    for module in (accounts, boards, images, generations, events, webhooks, canvas):
         app.include_router(module.router)
     return app

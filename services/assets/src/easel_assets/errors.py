@@ -22,3 +22,4 @@ def install_error_handlers(app: FastAPI) -> None:
     http_errors.install_error_handlers(app, STATUS_BY_CODE, logger=log)
     http_errors.install_storage_error_handler(app, logger=log)
     http_errors.install_data_error_handler(app, logger=log)
+    http_errors.install_database_error_handler(app, logger=log)

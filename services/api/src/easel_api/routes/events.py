@@ -24,6 +24,7 @@ from easel_api.services import boards
 from easel_shared.domain.errors import EventsUnavailable
 from easel_shared.events import stream_key
 from easel_shared.models import Account
+from easel_shared.schemas import EVENT_STREAM_DESCRIPTION, error_responses, event_stream_schema
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
@@ -316,7 +317,15 @@ async def _opening(hub: EventHub, ctx: AppContext, account: Account, board_id: s
     return frames, delivered
 
 
-@router.get("/boards/{board_id}/events")
+@router.get(
+    "/boards/{board_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": EVENT_STREAM_DESCRIPTION,
+              "content": {"text/event-stream": {"schema": event_stream_schema()}}},
+        **error_responses(401, 404, 422, 503),
+    },
+)
 async def board_events(
     board_id: str,
     request: Request,

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+# What generation parameters may hold, documented for clients; checked by the use cases
+# (`params_problem`, `validate_params`), whose messages say which parameter is wrong and why.
+_PARAMS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "resolution": {"anyOf": [{"type": "string", "enum": ["1K", "2K"]}, {"type": "null"}]},
+        "aspect_ratio": {"anyOf": [{"type": "string", "pattern": "^[1-9][0-9]{0,3}:[1-9][0-9]{0,3}$"},
+                                   {"type": "null"}]},
+        "seed": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, {"type": "null"}]},
+    },
+    "additionalProperties": False,
+    "description": "null means the model's default",
+}
+Params = Annotated[dict[str, Any], WithJsonSchema(_PARAMS_SCHEMA)]
+_MODEL_ID = Field(min_length=1, max_length=100, examples=["easel-studio"])
 
 
 class Strict(BaseModel):
@@ -42,7 +58,7 @@ class NodePatch(Strict):
     prompt: str | None = Field(default=None, max_length=10000)
     position: Position | None = None
     model_id: str | None = Field(default=None, max_length=100)
-    params: dict[str, Any] | None = None
+    params: Params | None = None
 
 
 class EdgeCreate(Strict):
@@ -58,12 +74,12 @@ class CropRequest(Strict):
 
 
 class QuoteRequest(Strict):
-    model_id: str = Field(min_length=1, max_length=100)
-    params: dict[str, Any] = Field(default_factory=dict)
+    model_id: str = _MODEL_ID
+    params: Params = Field(default_factory=dict)
 
 
 class GenerationCreate(Strict):
-    model_id: str = Field(min_length=1, max_length=100)
+    model_id: str = _MODEL_ID
     prompt: str | None = Field(default=None, max_length=10000)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
     expected_credits: int | None = Field(default=None, ge=0)

@@ -11,11 +11,13 @@ names bytes the api owns and may outlive or predate the asset independently.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, cast
 
 from sqlmodel import Session
 
 from easel_assets.context import AppContext
+from easel_shared import schemas
 from easel_shared.clock import rfc3339, utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
@@ -46,26 +48,33 @@ def asset_keys(account_id: str, asset_id: str, image: Image) -> tuple[str, str]:
 
 
 def asset_view(asset: Asset, base_url: str) -> dict[str, Any]:
-    return {
-        "id": asset.id,
-        "image": {
-            "id": asset.id,
-            "url": f"{base_url}/v1/assets/{asset.id}/content",
-            "thumbnail_url": f"{base_url}/v1/assets/{asset.id}/thumbnail",
-            "content_type": asset.content_type,
-            "width": asset.width,
-            "height": asset.height,
-            "size_bytes": asset.size_bytes,
-            "source": asset.source,
-            "created_at": rfc3339(asset.image_created_at),
-        },
-        "origin": {
-            "board_id": asset.origin_board_id,
-            "node_id": asset.origin_node_id,
-            "reason": asset.origin_reason,
-        },
-        "created_at": rfc3339(asset.created_at),
-    }
+    """The public asset (`easel_shared.schemas.Asset`), as JSON-ready data."""
+    return schemas.Asset(
+        id=asset.id,
+        image=schemas.Image(
+            id=asset.id,
+            url=f"{base_url}/v1/assets/{asset.id}/content",
+            thumbnail_url=f"{base_url}/v1/assets/{asset.id}/thumbnail",
+            content_type=asset.content_type,
+            width=asset.width,
+            height=asset.height,
+            size_bytes=asset.size_bytes,
+            source=cast(schemas.ImageSource, asset.source),
+            created_at=_ts(asset.image_created_at),
+        ),
+        origin=schemas.AssetOrigin(
+            board_id=asset.origin_board_id,
+            node_id=asset.origin_node_id,
+            reason=cast(schemas.AssetReason, asset.origin_reason),
+        ),
+        created_at=_ts(asset.created_at),
+    ).model_dump(mode="json")
+
+
+def _ts(value: datetime) -> str:
+    text = rfc3339(value)
+    assert text is not None
+    return text
 
 
 # -- use cases -------------------------------------------------------------------------------- #
