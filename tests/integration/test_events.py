@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.gates import ModelGate
 from tests.fixtures.processes import api_process
 from tests.fixtures.s3 import free_port
 from tests.fixtures.sse import Event, SSEClient
@@ -17,20 +18,6 @@ from tests.fixtures.stack import Account, ServerThread, Stack, wait_for
 pytestmark = pytest.mark.integration
 
 GENERATION_EVENTS = ("generation.queued", "generation.started", "generation.succeeded")
-
-
-@pytest.fixture
-def slow_model(stack: Stack) -> Iterator[None]:
-    """Keep the built-in model busy long enough for the generating state to be observable."""
-    from easel_worker import runtime
-
-    rt = runtime.get()
-    original = rt.settings
-    rt.settings = original.model_copy(update={"builtin_model_latency_ms": 1500})
-    try:
-        yield
-    finally:
-        rt.settings = original
 
 
 def sse(url: str, board: dict[str, Any], account: Account, last_event_id: str | None = None) -> SSEClient:
@@ -84,7 +71,7 @@ def test_fresh_connection_starts_with_the_whole_board(stack: Stack, account: Acc
 
 
 def test_generation_events_and_downstream_state(stack: Stack, account: Account, board: dict,
-                                                slow_model: None) -> None:
+                                                gate: ModelGate) -> None:
     _, up, down = chain(account, board)
     with sse(stack.api_url, board, account) as client:
         client.wait_for_type("board.snapshot")
@@ -93,6 +80,8 @@ def test_generation_events_and_downstream_state(stack: Stack, account: Account, 
                                         and e.data["generate"]["reason_code"] == "upstream_in_progress")
         assert blocked.data["generate"]["enabled"] is False
         assert blocked.data["generate"]["reason"] == "Upstream task in progress."
+        client.wait_for_type("generation.started", id=gen["id"])
+        gate.open()
         done = client.wait_for_type("generation.succeeded", timeout=60, id=gen["id"])
         assert done.data["status"] == "succeeded" and done.data["image_id"]
         client.wait_for_event(lambda e: e.event == "node.updated" and e.data["id"] == down["id"]
@@ -207,12 +196,14 @@ def second_api(stack: Stack) -> Iterator[str]:
 
 
 def test_worker_events_reach_another_api_process(stack: Stack, account: Account, board: dict,
-                                                 second_api: str, slow_model: None) -> None:
+                                                 second_api: str, gate: ModelGate) -> None:
     _, up, down = chain(account, board)
     with sse(second_api, board, account) as client:
         snapshot = client.wait_for_type("board.snapshot")
         assert {n["id"] for n in snapshot.data["nodes"]} >= {up["id"], down["id"]}
         gen = generate(account, up["id"])  # through the first api
+        client.wait_for_type("generation.started", id=gen["id"])
+        gate.open()
         client.wait_for_type("generation.succeeded", timeout=60, id=gen["id"])
         client.wait_for_event(lambda e: e.event == "node.updated" and e.data["id"] == down["id"]
                               and e.data["generate"]["enabled"] is True)
@@ -246,7 +237,7 @@ def test_stopping_the_api_ends_open_streams(stack: Stack, account: Account, boar
         server.stop()
         assert not server.thread.is_alive()
         for client in clients:
-            assert client.wait_ended(15), "stream still open after the api stopped"
+            assert client.wait_ended(30), "stream still open after the api stopped"
         assert app.state.hub.readers == {}
     finally:
         for client in clients:
@@ -261,7 +252,7 @@ def test_idle_streams_get_keep_alives(stack: Stack, account: Account, board: dic
     monkeypatch.setattr(events_route, "KEEPALIVE_SECONDS", 0.2)
     with sse(server.url, board, account) as client:
         client.wait_for_type("board.snapshot")
-        wait_for(lambda: client.comments >= 3, timeout=10, what="keep-alive comments")
+        wait_for(lambda: client.comments >= 3, timeout=30, what="keep-alive comments")
         node = account.client.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "text"}).json()
         client.wait_for_type("node.created", id=node["id"])
         assert not client.ended
@@ -279,7 +270,7 @@ def test_closing_the_hub_ends_streams_cleanly(stack: Stack, account: Account, bo
         loop = server.server.servers[0].get_loop()
         asyncio.run_coroutine_threadsafe(app.state.hub.close(), loop).result(10)
         for client in clients:
-            assert client.wait_ended(10), "stream still open after the hub closed"
+            assert client.wait_ended(30), "stream still open after the hub closed"
             assert client.error is None, client.error
         assert app.state.hub.readers == {}
     finally:
@@ -288,7 +279,7 @@ def test_closing_the_hub_ends_streams_cleanly(stack: Stack, account: Account, bo
 
 
 def test_connecting_to_a_generating_node_updates_the_new_upstream(stack: Stack, account: Account, board: dict,
-                                                                  slow_model: None) -> None:
+                                                                  gate: ModelGate) -> None:
     """An image node may not generate while a node it feeds does: linking it to a busy node (and
     unlinking it) changes its generate state at once, not when the busy node finishes."""
     c, b = account.client, board["id"]
@@ -305,6 +296,7 @@ def test_connecting_to_a_generating_node_updates_the_new_upstream(stack: Stack, 
         linked = c.get(f"/v1/nodes/{feeder['id']}").json()["generate"]
         assert c.delete(f"/v1/edges/{edge.json()['id']}").status_code == 204
         unlinked = c.get(f"/v1/nodes/{feeder['id']}").json()["generate"]
+        gate.open()
         client.wait_for_type("generation.succeeded", timeout=60, id=gen["id"])
         events = client.events
     assert linked["reason_code"] == "downstream_in_progress" and unlinked["enabled"] is True

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from easel_shared.models import Image, OutboxEvent
 from easel_shared.repositories.outbox import RETAIN_IMAGE
+from tests.fixtures.gates import ModelGate
 from tests.fixtures.generation import (
     PARAMS_1K,
     SKETCH,
@@ -134,7 +135,7 @@ def test_generate_again_replaces_the_image_and_history_is_newest_first(account: 
     assert r.json() == get_gen(c, first["id"]) and r.json()["status"] == "succeeded"
 
 
-def test_credits_are_reserved_at_accept_and_captured_on_success(stack: Stack, slow_model: int) -> None:
+def test_credits_are_reserved_at_accept_and_captured_on_success(stack: Stack, gate: ModelGate) -> None:
     acct = stack.new_account(credits=100)
     c = acct.client
     b = c.post("/v1/boards", json={"name": "credits"}).json()["id"]
@@ -148,6 +149,7 @@ def test_credits_are_reserved_at_accept_and_captured_on_success(stack: Stack, sl
     assert gen["credits"] == quote.json()["credits"]
     assert balance(c) == (92, 8)
 
+    gate.open()
     done = wait_final(c, gen["id"])
     assert done["status"] == "succeeded", done
     assert balance(c) == (92, 0)
@@ -204,7 +206,7 @@ def test_cancel_a_queued_generation(stack: Stack, account: Account, board: dict[
     assert ledger_kinds(c, gen["id"]) == ["reserve", "release"]
 
 
-def test_cancel_a_running_generation(account: Account, board: dict[str, Any], slow_model: int) -> None:
+def test_cancel_a_running_generation(account: Account, board: dict[str, Any], gate: ModelGate) -> None:
     c = account.client
     n = image_node(c, board["id"], prompt="a slow sunrise")
     before = balance(c)
@@ -225,7 +227,7 @@ def test_cancel_a_running_generation(account: Account, board: dict[str, Any], sl
 
 
 def test_upload_to_a_generating_node_cancels_the_generation(account: Account, board: dict[str, Any],
-                                                             slow_model: int) -> None:
+                                                             gate: ModelGate) -> None:
     c = account.client
     n = image_node(c, board["id"], prompt="a kite")
     before = balance(c)

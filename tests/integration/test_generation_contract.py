@@ -12,6 +12,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from easel_shared.models import Generation
+from tests.fixtures.gates import ModelGate
 from tests.fixtures.generation import (
     PARAMS_1K,
     SKETCH,
@@ -122,7 +123,7 @@ def test_quote_is_what_the_generation_charges(stack: Stack, model_id: str, param
     error(c.post(f"/v1/nodes/{n['id']}/quote", json={"model_id": "nope", "params": {}}), 422, "unknown_model")
 
 
-def test_generate_state_while_generating_and_after(account: Account, board: dict[str, Any], slow_model: int) -> None:
+def test_generate_state_while_generating_and_after(account: Account, board: dict[str, Any], gate: ModelGate) -> None:
     c, b = account.client, board["id"]
     up = image_node(c, b, prompt="a mountain")
     down = image_node(c, b, prompt="a lake")
@@ -138,6 +139,7 @@ def test_generate_state_while_generating_and_after(account: Account, board: dict
     body = error(generate(c, down["id"]), 409, "upstream_in_progress")
     assert body["blocking_node_ids"] == [up["id"]]
 
+    gate.open()
     assert wait_final(c, gen["id"])["status"] == "succeeded"
     for n in (up, down):
         assert node(c, n["id"])["generate"] == {"enabled": True, "reason_code": None, "reason": None}
@@ -145,7 +147,7 @@ def test_generate_state_while_generating_and_after(account: Account, board: dict
 
 
 def test_a_node_waits_while_a_node_it_feeds_is_generating(account: Account, board: dict[str, Any],
-                                                          slow_model: int) -> None:
+                                                          gate: ModelGate) -> None:
     c, b = account.client, board["id"]
     up, down = image_node(c, b, prompt="a seed"), image_node(c, b, prompt="a tree")
     connect(c, b, up, down)
@@ -179,7 +181,7 @@ def test_idempotency_key_replays_and_charges_once(account: Account, board: dict[
     assert [g["id"] for g in c.get(f"/v1/nodes/{n['id']}/generations").json()["items"]] == [done["id"]]
 
 
-def test_concurrent_requests_with_one_key_create_one_generation(stack: Stack, slow_model: int) -> None:
+def test_concurrent_requests_with_one_key_create_one_generation(stack: Stack, gate: ModelGate) -> None:
     acct = stack.new_account(credits=50)
     c = acct.client
     n = image_node(c, new_board(c), prompt="a clock")

@@ -34,7 +34,7 @@ def test_request_id_reaches_the_generation_and_the_worker_logs(
                    and getattr(rec, "generation_id", None) == gen["id"]
                    for rec in caplog.records if rec.name.startswith("easel_worker"))
 
-    wait_for(worker_logged, timeout=10, what="a worker log line carrying the request id")
+    wait_for(worker_logged, timeout=30, what="a worker log line carrying the request id")
 
 
 def test_a_request_without_an_id_gets_one(stack: Stack, account: Account) -> None:

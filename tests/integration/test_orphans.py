@@ -332,7 +332,7 @@ def test_two_collectors_at_once_delete_each_image_once(
 
     def run() -> None:
         try:
-            start.wait(10)
+            start.wait(30)
             results.append(collect(now=long_ago + GRACE + timedelta(seconds=1), store=store))
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)

@@ -34,7 +34,7 @@ def test_sigterm_mid_generation_finishes_it_once(stack: Stack, account: Account,
     with stack.worker.paused():
         # Only the separate worker process consumes now.
         proc = subprocess.Popen([sys.executable, "-m", "easel_worker"],
-                                env=worker_env(stack, tmp_path, latency_ms=2000),
+                                env=worker_env(stack, tmp_path, latency_ms=6000),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             gen = accepted(c, n["id"])

@@ -14,7 +14,8 @@ from typing import Any, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from easel_shared.domain.errors import DomainError
@@ -107,6 +108,8 @@ def install_error_handlers(
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DATABASE_UNAVAILABLE):  # raised outside a route (a middleware)
+            return database_unavailable(exc, log)
         log.exception("unexpected error", exc_info=exc)
         return JSONResponse(error_body("internal_error", "An unexpected error occurred."), status_code=500)
 
@@ -137,3 +140,29 @@ def install_storage_error_handler(app: FastAPI, *, logger: logging.Logger | None
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+
+#: What a database outage looks like from a request: the server refused or dropped the connection
+#: (down, restarting, failing over), or the pool had no connection to give in time.
+DATABASE_UNAVAILABLE: Final = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+
+
+def database_unavailable(exc: Exception, log: logging.Logger) -> JSONResponse:
+    log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return JSONResponse(
+        error_body("database_unavailable", "The database is unavailable; try again shortly."),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def install_database_error_handler(app: FastAPI, *, logger: logging.Logger | None = None) -> None:
+    """A database that does not answer is worth a retry, unlike a bug: ``503 database_unavailable``
+    with ``Retry-After`` (the transaction was rolled back, so nothing was changed)."""
+    log = logger or _log
+
+    async def _database(_request: Request, exc: Exception) -> JSONResponse:
+        return database_unavailable(exc, log)
+
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, _database)

@@ -39,6 +39,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "price_changed": 409,
     "idempotency_key_reused": 422,
     "rate_limited": 429,
+    "webhook_limit_reached": 409,
+    "webhook_disabled": 409,
 }
 
 
@@ -46,3 +48,4 @@ def install_error_handlers(app: FastAPI) -> None:
     http_errors.install_error_handlers(app, STATUS_BY_CODE, logger=log)
     http_errors.install_data_error_handler(app, logger=log)
     http_errors.install_storage_error_handler(app, logger=log)
+    http_errors.install_database_error_handler(app, logger=log)
