@@ -47,6 +47,9 @@ class GenerationDispatch(OutboxMessage):
 
     generation_id: str = Field(min_length=1, max_length=40)
     request_id: str | None = None
+    # The accepting request's trace context (W3C headers): whichever relay sends the message, the
+    # worker's spans join the request's trace.
+    trace: dict[str, str] = Field(default_factory=dict)
 
 
 class WebhookEvent(OutboxMessage):

@@ -24,6 +24,7 @@ from easel_shared.db import session_scope
 from easel_shared.messages import GenerationDispatch
 from easel_shared.relay import Breaker, Written
 from easel_shared.repositories import outbox
+from easel_shared.tracing import attached, current_carrier
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ def sent_key(generation_id: str) -> str:
 
 def dispatch(session: Session, generation_id: str, account_id: str, request_id: str | None) -> None:
     """Have the generation run once this transaction commits."""
-    outbox.enqueue(session, GenerationDispatch(generation_id=generation_id, request_id=request_id), account_id,
-                   subject_id=generation_id)
+    message = GenerationDispatch(generation_id=generation_id, request_id=request_id, trace=current_carrier())
+    outbox.enqueue(session, message, account_id, subject_id=generation_id)
 
 
 class DispatchRelay:
@@ -127,5 +128,6 @@ class DispatchRelay:
         key = sent_key(message.generation_id)
         if self.client.get(key) == str(row_id).encode():
             return  # sent by a relay that died before settling the row
-        send_generation(self.broker_url, message.generation_id, message.request_id)
+        with attached(message.trace):
+            send_generation(self.broker_url, message.generation_id, message.request_id)
         self.client.set(key, row_id, ex=self.marker_ttl)

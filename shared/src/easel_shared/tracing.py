@@ -53,3 +53,30 @@ def shutdown_tracing() -> None:
     shutdown = getattr(provider, "shutdown", None)
     if callable(shutdown):
         shutdown()
+
+
+def current_carrier() -> dict[str, str]:
+    """The active trace context as W3C headers, to store beside work done later (an outbox row)."""
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
+
+
+def attached(carrier: dict[str, str]) -> Any:
+    """A context manager under which the stored trace context is the current one again."""
+    import contextlib
+
+    from opentelemetry import context
+    from opentelemetry.propagate import extract
+
+    @contextlib.contextmanager
+    def _cm() -> Any:
+        token = context.attach(extract(carrier))
+        try:
+            yield
+        finally:
+            context.detach(token)
+
+    return _cm()
