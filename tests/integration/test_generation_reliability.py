@@ -162,7 +162,8 @@ def test_a_generation_accepted_while_the_broker_is_down_runs_when_it_is_back(sta
         stack.redis.start()
     wait_for(lambda: _pings(stack.settings.redis_url), what="Redis to answer")
     assert get_gen(c, gen["id"])["status"] == "queued"
-    wait_for(lambda: (sweep_once(), get_gen(c, gen["id"])["status"] != "queued")[1], timeout=30, interval=0.2,
+    # The background relay sends it (backoff ≤ 5 s while Redis was away); generous for a loaded machine.
+    wait_for(lambda: (sweep_once(), get_gen(c, gen["id"])["status"] != "queued")[1], timeout=90, interval=0.2,
              what="the sweeper to send the generation")
     done = wait_final(c, gen["id"])
     assert done["status"] == "succeeded", done
