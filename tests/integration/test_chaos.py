@@ -198,16 +198,10 @@ def test_a_worker_killed_with_20_generations_running_finishes_each_once(stack: S
         log = (tmp_path / "worker.log").open("wb")  # kept for a failure's post-mortem
         proc = subprocess.Popen([sys.executable, "-m", "easel_worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            gen_ids: list[str] = []
-            # Five at a time. Known limit (reported): the after-commit relay opens a second pooled
-            # connection while its session still holds the first, so 15 runs taking their leases
-            # at once fill the process's SQLite pool (5 + 10) with holders that each wait for a
-            # second connection, until the 30 s pool timeout fails the runs still waiting for one
-            # (before their lease, so they were lost: test_a_run_that_fails_before_its_lease_is_not_lost).
-            for _ in range(4):
-                batch = accept_all(stack, [acct], per_account=5)
-                wait_all(stack, batch, "running", timeout=120, what="the worker process to run the batch")
-                gen_ids += batch
+            # All twenty take their leases at once. (This once exhausted the process's SQLite pool:
+            # the after-commit relay took a second connection while its session held the first.)
+            gen_ids = accept_all(stack, [acct], per_account=20)
+            wait_all(stack, gen_ids, "running", timeout=120, what="the worker process to run the 20")
             assert statuses(stack, gen_ids) == {"running": 20}
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -221,17 +215,14 @@ def test_a_worker_killed_with_20_generations_running_finishes_each_once(stack: S
     assert_each_ran_once(stack, gen_ids, attempts=2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: a run that fails before its lease (a database hiccup as the worker takes the message) is "
-    "acknowledged, and its sent marker keeps the sweeper from sending it again until the marker expires "
-    "(CELERY_VISIBILITY_TIMEOUT_SECONDS + 5 min)"))
 def test_a_run_that_fails_before_its_lease_is_not_lost(stack: Stack, account: Account, monkeypatch: pytest.MonkeyPatch,
                                                        ) -> None:
     """What the 20-run chaos test hit: the worker process's database pool timed out in `acquire`
     (twenty runs leasing at once exhausted it), the task raised, Celery acknowledged the message
     (acks_late acknowledges failures) and the generation stayed `queued` with nobody to run it. A
     database that does not answer for a moment (a pool timeout, a PostgreSQL restart) must not
-    lose a generation."""
+    lose a generation: here every lease attempt of the first delivery fails, and the sweeper sends
+    it again."""
     from sqlalchemy.exc import OperationalError
 
     from easel_worker.jobs import generation
@@ -240,14 +231,17 @@ def test_a_run_that_fails_before_its_lease_is_not_lost(stack: Stack, account: Ac
     n = image_node(c, new_board(c), prompt="a letter in a storm")
     real = generation.acquire
     failed = threading.Event()
+    calls: list[str] = []
 
-    def acquire_once_failing(rt: Any, generation_id: str) -> Any:
-        if not failed.is_set():
-            failed.set()
+    def acquire_first_delivery_failing(rt: Any, generation_id: str) -> Any:
+        calls.append(generation_id)
+        if len(calls) <= generation.LEASE_TRIES:
+            if len(calls) == generation.LEASE_TRIES:
+                failed.set()
             raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
         return real(rt, generation_id)
 
-    monkeypatch.setattr(generation, "acquire", acquire_once_failing)
+    monkeypatch.setattr(generation, "acquire", acquire_first_delivery_failing)
     r = generate(c, n["id"], SKETCH, dict(PARAMS))
     assert r.status_code == 202, r.text
     gen_id = r.json()["id"]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.orm import UOWTransaction
+from sqlalchemy.orm import SessionTransaction, UOWTransaction
 
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WRITTEN = "easel_outbox_written"
+_COMMITTED = "easel_outbox_committed"
 PRUNE_EVERY_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 5.0
 
@@ -127,6 +128,7 @@ def install(relay: Relay) -> Relay:
         if not sa_event.contains(OrmSession, "after_flush", _after_flush):
             sa_event.listen(OrmSession, "after_flush", _after_flush)
             sa_event.listen(OrmSession, "after_commit", _after_commit)
+            sa_event.listen(OrmSession, "after_transaction_end", _after_transaction_end)
             sa_event.listen(OrmSession, "after_soft_rollback", _after_soft_rollback)
         _installed.append(relay)
     return relay
@@ -146,7 +148,19 @@ def _after_flush(session: OrmSession, _flush: UOWTransaction) -> None:
 
 
 def _after_commit(session: OrmSession) -> None:
-    written: list[Written] = session.info.pop(_WRITTEN, [])
+    # Not relayed here: the session still holds its pooled connection until the transaction
+    # closes, and the relay takes one of its own. Relaying from here made every committing
+    # thread hold two connections at once, and about fifteen concurrent commits exhausted the
+    # pool (the chaos kill -9 test found it). `_after_transaction_end` runs once it is returned.
+    written = session.info.pop(_WRITTEN, None)
+    if written:
+        session.info.setdefault(_COMMITTED, []).extend(written)
+
+
+def _after_transaction_end(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is not None:
+        return
+    written: list[Written] = session.info.pop(_COMMITTED, [])
     relay = _installed[-1] if _installed else None
     if not written or relay is None:
         return

@@ -72,6 +72,18 @@ def sent_key(generation_id: str) -> str:
     return f"easel:generation:{generation_id}:sent"
 
 
+def forget_sent(client: redis.Redis, generation_id: str) -> None:
+    """Drop the generation's sent marker: its message was consumed without the run taking hold
+    (the worker could not lease it), so the sweeper may send it again after
+    `REQUEUE_AFTER_SECONDS` instead of waiting for the marker to expire. Best effort: with Redis
+    away too, the marker's TTL bounds the wait."""
+    try:
+        client.delete(sent_key(generation_id))
+    except redis.RedisError:
+        log.warning("could not drop the sent marker of %s; the sweeper resends it when it expires",
+                    generation_id, exc_info=True)
+
+
 def dispatch(session: Session, generation_id: str, account_id: str, request_id: str | None) -> None:
     """Have the generation run once this transaction commits."""
     message = GenerationDispatch(generation_id=generation_id, request_id=request_id, trace=current_carrier())

@@ -17,9 +17,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from easel_shared import events, lifecycle, webhooks
+from easel_shared import events, lifecycle, tasks, webhooks
 from easel_shared.clock import as_utc, utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain.catalog import output_size
@@ -44,6 +47,8 @@ from easel_worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 STORAGE_TRIES = 4
+LEASE_TRIES = 3
+_DATABASE_HICCUPS = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def _ms(seconds: float) -> int:
@@ -117,8 +122,24 @@ def run(rt: Runtime, generation_id: str) -> None:
         generation_id_var.reset(gen_token)
 
 
+def _lease(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
+    """`acquire`, retried through a short database hiccup (a pool timeout, a dropped connection).
+    If it still fails, the message is spent (Celery acknowledges failed tasks) while the row stays
+    `queued`: drop the sent marker so the sweeper sends it again within `REQUEUE_AFTER_SECONDS`."""
+    try:
+        for attempt in Retrying(retry=retry_if_exception_type(_DATABASE_HICCUPS), stop=stop_after_attempt(LEASE_TRIES),
+                                wait=wait_exponential(multiplier=0.25, max=2), reraise=True):
+            with attempt:
+                return acquire(rt, generation_id)
+    except Exception:
+        log.warning("generation %s could not be leased; the sweeper will send it again", generation_id)
+        tasks.forget_sent(rt.redis, generation_id)
+        raise
+    raise AssertionError("unreachable")
+
+
 def _run(rt: Runtime, generation_id: str) -> None:
-    leased = acquire(rt, generation_id)
+    leased = _lease(rt, generation_id)
     if leased is None:
         log.info("generation %s is not queued; nothing to do", generation_id)
         return
