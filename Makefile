@@ -37,8 +37,12 @@ chromium:
 	elif [ "$$(id -u)" = "0" ]; then apt-get update && apt-get install -y chromium; \
 	else echo "chromium: /usr/bin/chromium is missing; run 'sudo apt-get install -y chromium' (the canvas browser tests need it)"; fi
 
+# Two worker processes: one runs the SQLite stack's tests, the other the PostgreSQL stack's
+# (tests/conftest.py groups them); unit and other tests go to whichever is free.
+PYTEST_WORKERS ?= 2
+
 test: setup lint typecheck chromium
-	$(UV) run --no-sync pytest
+	$(UV) run --no-sync pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The OpenAPI documents of api and assets, a checked artifact (tests/unit/test_openapi.py).
 openapi: setup
