@@ -60,6 +60,7 @@ class ModelEntry(BaseModel):
     base_url: StrictStr | None = None
     api_key_env: StrictStr | None = None
     input: dict[str, Any] = Field(default_factory=dict)
+    max_concurrency: StrictInt | None = None
 
     @field_validator(*_NULL_MEANS, mode="before")
     @classmethod
@@ -86,6 +87,7 @@ class ModelEntry(BaseModel):
             base_url=self.base_url,
             api_key_env=self.api_key_env,
             input=self.input,
+            max_concurrency=self.max_concurrency,
         )
 
 
@@ -120,6 +122,7 @@ _SENTENCES: Mapping[tuple[str, str], str] = {
     ("credits{key}", "string_type"): "credits must be keyed by resolution names such as 1K, got {key}",
     ("input", "dict_type"): "input must map vendor field names to values, got {value}",
     ("input{key}", "string_type"): "input keys must be non-empty strings, got {key}",
+    ("max_concurrency", "int_type"): "max_concurrency must be a positive whole number, got {value}",
 }
 _LIST_FIELDS = frozenset({"resolutions", "aspect_ratios"})
 _STRING_FIELDS = frozenset({"id", "name", "provider", "style", "endpoint", "vendor_model", "base_url", "api_key_env"})

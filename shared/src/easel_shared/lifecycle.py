@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 from sqlmodel import Session
 
-from easel_shared import events, node_updates, webhooks
+from easel_shared import events, node_updates, scheduler, webhooks
 from easel_shared.clock import utcnow
 from easel_shared.models import Generation, Node
 from easel_shared.repositories import accounts, boards
@@ -38,6 +38,7 @@ def end_generation(
     """Move an active (queued/running) generation to a final status, settle its credits exactly
     once, and update its node. Callers must hold the row (CAS or lock) so this runs once."""
     assert gen.status in ("queued", "running"), gen.status
+    held_slot = gen.dispatched_at is not None
     now = utcnow()
     gen.status = status
     gen.finished_at = now
@@ -47,11 +48,14 @@ def end_generation(
     gen.error_message = error_message
     if image_id:
         gen.image_id = image_id
+    gen.blocked_by = None
     if status == "succeeded":
         accounts.capture(session, gen.account_id, gen.credits, gen.id)
     else:
         accounts.release(session, gen.account_id, gen.credits, gen.id, reason=status)
     session.add(gen)
+    if held_slot:  # its account and model have a slot free: waiting work may start
+        scheduler.wake(session, gen.account_id, "ended")
 
     node = session.get(Node, gen.node_id)
     if node is not None and node.active_generation_id == gen.id:

@@ -64,3 +64,12 @@ class WebhookEvent(OutboxMessage):
     data: dict[str, Any]
     request_id: str | None = None
     endpoint_id: str | None = None
+
+
+class SchedulerWake(OutboxMessage):
+    """A slot may have freed (a generation ended, an account's limit was raised): run the
+    scheduler's fill pass (`easel_shared.scheduler.fill`) after the commit."""
+
+    topic: ClassVar[str] = "scheduler.wake"
+
+    reason: str = Field(default="", max_length=50)

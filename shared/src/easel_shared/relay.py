@@ -11,7 +11,8 @@ the change they announce, and they are relayed after the commit, never for a rol
 Each topic has one relay (a `TopicRelay`): `board.event` → the board's Redis stream
 (`events.BoardEventRelay`), `generation.dispatch` → the Celery message (`tasks.DispatchRelay`),
 `image.retain` → the assets library (the assets service's consumer, background only: it copies
-objects, which is no work for a request thread). A topic without a relay in this process waits
+objects, which is no work for a request thread), `scheduler.wake` → a fill pass of the scheduler
+(`scheduler.SchedulerRelay`). A topic without a relay in this process waits
 for a process that has one.
 """
 
@@ -105,14 +106,17 @@ class Relay:
 
 
 def standard(settings: Settings, client: redis.Redis) -> Relay:
-    """The relays every service runs: live events, generation dispatch and webhook deliveries."""
+    """The relays every service runs: live events, generation dispatch, webhook deliveries and the
+    scheduler's fill pass."""
     from easel_shared.events import BoardEventRelay
+    from easel_shared.scheduler import SchedulerRelay
     from easel_shared.tasks import DispatchRelay
     from easel_shared.webhooks import WebhookRelay
 
     return Relay([BoardEventRelay(client),
                   DispatchRelay(client, settings.redis_url, settings.celery_visibility_timeout_seconds),
-                  WebhookRelay(client, settings.redis_url)])
+                  WebhookRelay(client, settings.redis_url),
+                  SchedulerRelay(settings)])
 
 
 # -- the after-commit hook --------------------------------------------------------------------- #

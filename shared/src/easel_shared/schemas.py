@@ -35,6 +35,7 @@ ImageSource = Literal["upload", "generation", "crop", "asset"]
 ToolbarAction = Literal["upload", "crop", "fullscreen", "download"]
 GenerateReasonCode = Literal["already_generating", "upstream_in_progress", "downstream_in_progress", "prompt_required"]
 AssetReason = Literal["node_deleted", "board_deleted", "late_result"]
+BlockedBy = Literal["account_limit", "model_limit", "upstream"]
 
 
 class PublicModel(BaseModel):
@@ -265,6 +266,11 @@ class Generation(PublicModel):
     attempts: int
     timings: dict[str, int] = Field(description="milliseconds per stage")
     progress: Progress | None = Field(description="while a vendor job runs")
+    queue_position: int | None = Field(
+        description="while it waits for the scheduler: its place (from 1) among the work waiting for the same "
+                    "slots, an estimate (see README, Scheduling); null once handed to a worker")
+    blocked_by: BlockedBy | None = Field(
+        description="while it waits for the scheduler: what it waits for; null once handed to a worker")
     request_id: str | None
     created_at: Timestamp
     started_at: Timestamp | None

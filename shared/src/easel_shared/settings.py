@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_ACCOUNT_MAX_RUNNING = 4
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -53,6 +55,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     celery_visibility_timeout_seconds: int = Field(default=3600, ge=60)
     worker_concurrency: int = Field(default=2, ge=1)
+    # Generations of one account in flight at once (handed to the broker or running); an admin
+    # sets another limit per account. See easel_shared.scheduler.
+    account_max_running: int = Field(default=DEFAULT_ACCOUNT_MAX_RUNNING, ge=1)
     worker_heartbeat_file: str = "/tmp/easel-worker-heartbeat"
     worker_metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: no metrics endpoint
 

@@ -17,11 +17,14 @@ from functools import lru_cache
 
 import redis
 from celery import Celery
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.messages import GenerationDispatch
+from easel_shared.models import Generation
 from easel_shared.relay import Breaker, Written
 from easel_shared.repositories import outbox
 from easel_shared.tracing import attached, current_carrier
@@ -84,8 +87,17 @@ def forget_sent(client: redis.Redis, generation_id: str) -> None:
                     generation_id, exc_info=True)
 
 
-def dispatch(session: Session, generation_id: str, account_id: str, request_id: str | None) -> None:
-    """Have the generation run once this transaction commits."""
+def dispatch(session: Session, generation_id: str, account_id: str, request_id: str | None, *,
+             stamp: bool = True) -> None:
+    """Have the generation run once this transaction commits. From now on it holds a slot of its
+    account and of its model (`dispatched_at`, see `easel_shared.scheduler`): `stamp` sets it
+    unless it is set (the scheduler, which just set it, passes False)."""
+    if stamp:
+        session.execute(
+            update(Generation)
+            .where(col(Generation.id) == generation_id, col(Generation.dispatched_at).is_(None))
+            .values(dispatched_at=utcnow(), blocked_by=None)
+        )
     message = GenerationDispatch(generation_id=generation_id, request_id=request_id, trace=current_carrier())
     outbox.enqueue(session, message, account_id, subject_id=generation_id)
 

@@ -251,7 +251,11 @@ def _progress_view(gen: Generation) -> dict[str, Any] | None:
     return {"queue_position": gen.progress.get("queue_position"), "percentage": gen.progress.get("percentage")}
 
 
-def generation_view(gen: Generation) -> dict[str, Any]:
+def generation_view(gen: Generation, queue: tuple[int | None, str | None] | None = None) -> dict[str, Any]:
+    """The public generation. `queue`: (queue_position, blocked_by) as the scheduler reads them now
+    (`easel_shared.scheduler.queue_info`); without it, what the row says (no position)."""
+    position, blocked_by = queue if queue is not None else (None, gen.blocked_by)
+    waiting = gen.status == "queued"
     return {
         "id": gen.id,
         "node_id": gen.node_id,
@@ -267,6 +271,8 @@ def generation_view(gen: Generation) -> dict[str, Any]:
         "attempts": gen.attempts,
         "timings": dict(gen.timings or {}),
         "progress": _progress_view(gen),
+        "queue_position": position if waiting else None,
+        "blocked_by": blocked_by if waiting else None,
         "request_id": gen.request_id,
         "created_at": rfc3339(gen.created_at),
         "started_at": rfc3339(gen.started_at),

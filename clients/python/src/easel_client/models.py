@@ -46,6 +46,10 @@ class Account(EaselModel):
     name: str
     credits: int
     reserved_credits: int = 0
+    #: Generations of the account in flight at once; more wait their turn (`Generation.blocked_by`).
+    max_running: int | None = None
+    #: The account's share when accounts wait for the same slots.
+    weight: int | None = None
     created_at: datetime | None = None
 
 
@@ -253,6 +257,10 @@ class Generation(EaselModel):
     error: ErrorInfo | None = None
     image_id: str | None = None
     progress: Progress | None = None
+    #: While it waits for the scheduler: its place among the work waiting for the same slots (an estimate).
+    queue_position: int | None = None
+    #: While it waits for the scheduler: "account_limit", "model_limit" or "upstream".
+    blocked_by: str | None = None
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -2,6 +2,7 @@
 
 from easel_shared.models.tables import (
     Account,
+    AccountSchedule,
     Asset,
     Board,
     Edge,
@@ -10,11 +11,13 @@ from easel_shared.models.tables import (
     LedgerEntry,
     Node,
     OutboxEvent,
+    SchedulerState,
 )
 from easel_shared.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
+    "AccountSchedule",
     "Asset",
     "Board",
     "Edge",
@@ -23,6 +26,7 @@ __all__ = [
     "LedgerEntry",
     "Node",
     "OutboxEvent",
+    "SchedulerState",
     "WebhookDelivery",
     "WebhookEndpoint",
 ]

@@ -3,7 +3,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from easel_shared.clock import epoch_ms, utcnow
@@ -32,7 +44,35 @@ class Account(SQLModel, table=True):
     api_key_hash: str = Field(index=True, unique=True, max_length=64)
     credits: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     reserved_credits: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # Scheduling (easel_shared.scheduler): generations in flight at once (None: the deployment's
+    # ACCOUNT_MAX_RUNNING) and the account's share when accounts wait for the same slots.
+    max_running: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    weight: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1, server_default="1"))
     created_at: datetime = _now_ts()
+
+
+class AccountSchedule(SQLModel, table=True):
+    """An account's place in the fair order (start-time fair queuing, see easel_shared.scheduler).
+    Apart from `accounts` on purpose: only transactions holding the scheduler lock write it, while
+    an accept holds its account's row (the credit reservation) before it asks for that lock."""
+
+    __tablename__ = "account_schedules"
+
+    account_id: str = Field(primary_key=True, max_length=40)
+    # Virtual time: grows by 1/weight per generation dispatched for the account.
+    vtime: float = Field(default=0.0, sa_column=Column(Float, nullable=False, default=0.0))
+    # When the account was last served (SchedulerState.serial then): ties go to the longest waiting.
+    served: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class SchedulerState(SQLModel, table=True):
+    """One row (id 1). Locking it is the scheduler lock; it holds the system virtual time."""
+
+    __tablename__ = "scheduler_state"
+
+    id: int = Field(default=1, sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    vtime: float = Field(default=0.0, sa_column=Column(Float, nullable=False, default=0.0))
+    serial: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -128,6 +168,11 @@ class Edge(SQLModel, table=True):
     created_at: datetime = _now_ts()
 
 
+#: A generation waiting for the scheduler, and one holding a slot (partial index predicates).
+WAITING_SQL = "status = 'queued' AND dispatched_at IS NULL"
+IN_FLIGHT_SQL = "status IN ('queued', 'running') AND dispatched_at IS NOT NULL"
+
+
 class Generation(SQLModel, table=True):
     __tablename__ = "generations"
     __table_args__ = (
@@ -135,6 +180,16 @@ class Generation(SQLModel, table=True):
         # node id while queued/running and NULL afterwards (NULLs never collide).
         UniqueConstraint("active_node_id", name="uq_generations_active_node"),
         UniqueConstraint("account_id", "idempotency_key", name="uq_generations_idempotency"),
+        # The scheduler's reads (easel_shared.scheduler): an account's waiting work in order, the
+        # waiting work of a model, and what holds a slot (in flight) per account and per model.
+        Index("ix_generations_waiting", "account_id", "created_at", "id",
+              postgresql_where=text(WAITING_SQL), sqlite_where=text(WAITING_SQL)),
+        Index("ix_generations_waiting_model", "model_id", "account_id",
+              postgresql_where=text(WAITING_SQL), sqlite_where=text(WAITING_SQL)),
+        Index("ix_generations_in_flight_account", "account_id",
+              postgresql_where=text(IN_FLIGHT_SQL), sqlite_where=text(IN_FLIGHT_SQL)),
+        Index("ix_generations_in_flight_model", "model_id",
+              postgresql_where=text(IN_FLIGHT_SQL), sqlite_where=text(IN_FLIGHT_SQL)),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -158,6 +213,11 @@ class Generation(SQLModel, table=True):
     lease_token: str | None = Field(default=None, max_length=40)
     heartbeat_at: datetime | None = _ts(nullable=True)
     enqueued_at: datetime | None = _ts(nullable=True)
+    # Handed to the broker (a `generation.dispatch` was written): from then until it ends, the
+    # generation holds a slot of its account and of its model. NULL while it waits its turn.
+    dispatched_at: datetime | None = _ts(nullable=True)
+    # Why a waiting generation waits: account_limit | model_limit | upstream (None once dispatched).
+    blocked_by: str | None = Field(default=None, max_length=20)
     timings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     request_id: str | None = Field(default=None, max_length=64)
     # {"provider", "id", "urls": {...}}: the vendor's job, saved the moment the vendor accepts it,

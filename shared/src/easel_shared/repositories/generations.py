@@ -31,11 +31,13 @@ def node_history(session: Session, node_id: str, limit: int, cursor: str | None)
 
 
 def lease(session: Session, generation_id: str, token: str) -> bool:
-    """`queued -> running` for the holder of `token`; False when the row was not queued."""
+    """`queued -> running` for the holder of `token`; False when the row was not queued, or is
+    still waiting for the scheduler (never dispatched: a message for it is not its turn)."""
     now = utcnow()
     result = session.execute(
         update(Generation)
-        .where(col(Generation.id) == generation_id, col(Generation.status) == "queued")
+        .where(col(Generation.id) == generation_id, col(Generation.status) == "queued",
+               col(Generation.dispatched_at).is_not(None))
         .values(status="running", lease_token=token, attempts=col(Generation.attempts) + 1,
                 heartbeat_at=now, started_at=now)
     )
@@ -63,7 +65,8 @@ class QueuedRow(NamedTuple):
 def queued_before(session: Session, cutoff: datetime, *, after_id: str = "", limit: int = 500) -> list[QueuedRow]:
     """Generations queued (sent, or sent again) before `cutoff` whose dispatch is not waiting in the
     outbox (a relay will send that one), in id order after `after_id`: keyset pages, so a sweep
-    looks at every one of them however many there are."""
+    looks at every one of them however many there are. Work waiting for the scheduler was never
+    sent (no message, no marker) and is not the sweeper's."""
     dispatch_pending = (
         select(OutboxEvent.id)
         .where(col(OutboxEvent.subject_id) == col(Generation.id), OutboxEvent.topic == DISPATCH_GENERATION,
@@ -71,8 +74,8 @@ def queued_before(session: Session, cutoff: datetime, *, after_id: str = "", lim
     )
     rows = session.exec(
         select(Generation.id, Generation.enqueued_at, Generation.account_id, Generation.request_id)
-        .where(Generation.status == "queued", col(Generation.enqueued_at) < cutoff, col(Generation.id) > after_id,
-               ~dispatch_pending.exists())
+        .where(Generation.status == "queued", col(Generation.dispatched_at).is_not(None),
+               col(Generation.enqueued_at) < cutoff, col(Generation.id) > after_id, ~dispatch_pending.exists())
         .order_by(col(Generation.id))
         .limit(limit)
     )

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from easel_api.deps import AccountDep, AdminDep, CtxDep
-from easel_api.schemas.requests import AccountCreate, CreditsChange
+from easel_api.schemas.requests import AccountCreate, AccountScheduling, CreditsChange
 from easel_api.schemas.responses import Account, CreatedAccount, LedgerEntry, LedgerPage
 from easel_api.services import accounts
 from easel_shared.schemas import error_responses
@@ -24,6 +24,15 @@ def create_account(body: AccountCreate, ctx: CtxDep, _admin: AdminDep) -> Create
              responses=error_responses(401, 402, 404, 413, 422))
 def change_credits(account_id: str, body: CreditsChange, ctx: CtxDep, _admin: AdminDep) -> Account:
     return accounts.change_credits(ctx, account_id, body.amount, body.reason)
+
+
+@router.patch("/admin/accounts/{account_id}", response_model=Account,
+              responses=error_responses(401, 404, 413, 422))
+def change_scheduling(account_id: str, body: AccountScheduling, ctx: CtxDep, _admin: AdminDep) -> Account:
+    """The account's scheduling: `max_running` (null: the deployment's default) and `weight`."""
+    return accounts.change_scheduling(ctx, account_id, body.max_running,
+                                      body.weight if "weight" in body.model_fields_set else None,
+                                      "max_running" in body.model_fields_set)
 
 
 @router.get("/account", response_model=Account, responses=error_responses(401, 422))

@@ -67,8 +67,8 @@ def get_generation(generation_id: str, ctx: CtxDep, account: AccountDep) -> dict
 @router.get("/nodes/{node_id}/generations", response_model=GenerationPage,
             responses=error_responses(401, 404, 422))
 def node_generations(node_id: str, ctx: CtxDep, account: AccountDep, p: PageDep) -> dict[str, Any]:
-    rows = generations.history(ctx, account, node_id, p.limit, p.cursor)
-    return page(rows, p.limit, generation_view, lambda g: g.id)
+    rows, waiting = generations.history(ctx, account, node_id, p.limit, p.cursor)
+    return page(rows, p.limit, lambda g: generation_view(g, waiting.get(g.id)), lambda g: g.id)
 
 
 @router.post("/generations/{generation_id}/cancel", response_model=Generation,

@@ -37,6 +37,15 @@ class CreditsChange(Strict):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class AccountScheduling(Strict):
+    """Only the fields sent change."""
+
+    max_running: int | None = Field(default=None, ge=1, le=1000,
+                                    description="generations in flight at once; null: the deployment's default "
+                                                "(ACCOUNT_MAX_RUNNING)")
+    weight: int = Field(default=1, ge=1, le=100, description="share when accounts wait for the same slots")
+
+
 class BoardCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
 

@@ -12,6 +12,7 @@ from easel_shared.clock import rfc3339
 from easel_shared.models import Account as AccountRow
 from easel_shared.models import LedgerEntry as LedgerRow
 from easel_shared.schemas import Page, PublicModel, Timestamp
+from easel_shared.settings import DEFAULT_ACCOUNT_MAX_RUNNING
 
 LedgerKind = Literal["grant", "debit", "reserve", "capture", "release"]
 
@@ -21,12 +22,17 @@ class Account(PublicModel):
     name: str
     credits: int = Field(description="what can be spent now")
     reserved_credits: int
+    max_running: int = Field(description="generations of the account in flight at once (the account's own "
+                                         "limit, else the deployment's ACCOUNT_MAX_RUNNING); more wait their turn")
+    weight: int = Field(description="the account's share when accounts wait for the same slots")
     created_at: Timestamp
 
     @classmethod
-    def of(cls, account: AccountRow) -> Account:
+    def of(cls, account: AccountRow, default_max_running: int = DEFAULT_ACCOUNT_MAX_RUNNING) -> Account:
         return cls(id=account.id, name=account.name, credits=account.credits,
-                   reserved_credits=account.reserved_credits, created_at=_ts(rfc3339(account.created_at)))
+                   reserved_credits=account.reserved_credits,
+                   max_running=account.max_running if account.max_running is not None else default_max_running,
+                   weight=account.weight, created_at=_ts(rfc3339(account.created_at)))
 
 
 class CreatedAccount(Account):

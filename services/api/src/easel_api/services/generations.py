@@ -13,7 +13,7 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_api.schemas.requests import GenerationCreate
 from easel_api.services.common import image_node_or_404, node_or_404
-from easel_shared import events, lifecycle, node_updates, tasks
+from easel_shared import events, lifecycle, node_updates, scheduler
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
@@ -80,10 +80,19 @@ def _fingerprint(node_id: str, body: GenerationCreate) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _replay(existing: Generation, fingerprint: str) -> dict[str, Any]:
+def _limits(ctx: AppContext) -> scheduler.Limits:
+    return scheduler.Limits.of(ctx.settings, ctx.catalog)
+
+
+def _view(ctx: AppContext, session: Session, gen: Generation) -> dict[str, Any]:
+    """The generation with where it stands in the scheduler's line, read now."""
+    return generation_view(gen, scheduler.queue_info(session, gen, _limits(ctx)))
+
+
+def _replay(ctx: AppContext, session: Session, existing: Generation, fingerprint: str) -> dict[str, Any]:
     if existing.request_fingerprint != fingerprint:
         raise errors.IdempotencyKeyReused()
-    return generation_view(existing)
+    return _view(ctx, session, existing)
 
 
 def accept(
@@ -105,13 +114,13 @@ def accept(
             existing = (generations_repo.by_idempotency_key(session, account.id, idempotency_key)
                         if idempotency_key else None)
             if existing is not None:
-                return _replay(existing, fingerprint), False
+                return _replay(ctx, session, existing, fingerprint), False
         raise errors.AlreadyGenerating() from None
     if view is None:
         with session_scope(ctx.engine) as session:
             existing = generations_repo.by_idempotency_key(session, account.id, idempotency_key or "")
             assert existing is not None
-            return _replay(existing, fingerprint), False
+            return _replay(ctx, session, existing, fingerprint), False
     return view, True
 
 
@@ -204,8 +213,11 @@ def _accept_in_tx(
         repo.touch(node)
         session.add(node)
         session.flush()
-        tasks.dispatch(session, gen.id, account.id, request_id)
-        view = generation_view(gen)
+        # Handed to the broker now if its account and model have a free slot; else it waits its
+        # turn (`blocked_by`) and the scheduler's fill pass sends it when a slot frees.
+        limits = _limits(ctx)
+        scheduler.admit(session, gen, limits)
+        view = generation_view(gen, scheduler.queue_info(session, gen, limits))
         events.stage(session, node.board_id, "generation.queued", view)
         node_updates.stage(session, node.board_id, ctx.base_url, node_updates.Change.state_of(node.id))
         return view
@@ -221,13 +233,18 @@ def _generation_or_404(session: Session, account: Account, generation_id: str) -
 def get(ctx: AppContext, account: Account, generation_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
         gen = _generation_or_404(session, account, generation_id)
-        return generation_view(gen)
+        return _view(ctx, session, gen)
 
 
-def history(ctx: AppContext, account: Account, node_id: str, limit: int, cursor: str | None) -> list[Generation]:
+def history(ctx: AppContext, account: Account, node_id: str, limit: int,
+            cursor: str | None) -> tuple[list[Generation], dict[str, scheduler.QueueInfo]]:
+    """A page of the node's generations, and where its waiting one stands (a node has one active
+    generation at most)."""
     with session_scope(ctx.engine) as session:
         node_or_404(session, account, node_id)
-        return generations_repo.node_history(session, node_id, limit, cursor)
+        rows = generations_repo.node_history(session, node_id, limit, cursor)
+        waiting = {g.id: scheduler.queue_info(session, g, _limits(ctx)) for g in rows[:limit] if g.status == "queued"}
+        return rows, waiting
 
 
 def cancel(ctx: AppContext, account: Account, generation_id: str) -> dict[str, Any]:
@@ -236,7 +253,7 @@ def cancel(ctx: AppContext, account: Account, generation_id: str) -> dict[str, A
         repo.lock_board(session, gen.board_id)
         session.refresh(gen)
         if gen.status not in ("queued", "running"):
-            return generation_view(gen)
+            return _view(ctx, session, gen)
         lifecycle.end_generation(session, gen, "canceled", base_url=ctx.base_url, error_code=None, error_message=None)
         view = generation_view(gen)
     lifecycle.signal_cancel(ctx.redis, generation_id)

@@ -9,7 +9,10 @@
   would be harmless anyway: the lease compare-and-set lets only one delivery run.
 - `running` with a heartbeat older than STALE_HEARTBEAT_SECONDS: its worker died. Hand it back
   to `queued` and send it again, at most GENERATION_MAX_ATTEMPTS runs in all; after that it
-  fails (`worker_lost`) and its credits are released.
+  fails (`worker_lost`) and its credits are released. Handed back, it keeps its scheduler slots.
+- Generations waiting for the scheduler (never dispatched) have no message and no marker by
+  design; each sweep runs a fill pass (`easel_shared.scheduler.fill`), which heals a wake that
+  was lost.
 Every change is a compare-and-set, and every send goes through the outbox in the transaction
 that decided it, so several sweepers (one per worker) can run at once.
 """
@@ -21,7 +24,7 @@ from datetime import datetime, timedelta
 
 import redis
 
-from easel_shared import events, lifecycle, tasks
+from easel_shared import events, lifecycle, scheduler, tasks
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.models import Generation
@@ -68,6 +71,7 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
             events.stage(session, gen.board_id, "generation.queued", generation_view(gen))
             tasks.dispatch(session, gen.id, gen.account_id, gen.request_id)
             counts["recovered"] += 1
+    counts["scheduled"] = scheduler.fill(rt.engine, scheduler.limits_for(s))
     _update_gauges(rt)
     if any(counts.values()):
         log.info("sweep: %s", counts)

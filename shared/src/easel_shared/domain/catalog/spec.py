@@ -94,6 +94,9 @@ class ModelSpec:
     api_key_env: str | None = None
     #: Vendor models only: fields sent with every request, under the ones Easel sets (JSON values).
     input: Mapping[str, object] = field(default_factory=dict, hash=False)
+    #: Generations of this model in flight at once across the fleet (a vendor's per-account job
+    #: cap, e.g. 24 at Black Forest Labs); None: no limit. See ``easel_shared.scheduler``.
+    max_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise containers so specs are immutable whatever the caller passed.
@@ -182,6 +185,10 @@ def _spec_problems(spec: ModelSpec) -> list[str]:
         problems.append("endpoint must be a string")
     if not isinstance(spec.style, str):
         problems.append("style must be a string")
+
+    cap = spec.max_concurrency
+    if cap is not None and (not is_int(cap) or cap < 1):
+        problems.append(f"max_concurrency must be a positive whole number, got {cap!r}")
 
     timeout = spec.timeout_seconds
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:

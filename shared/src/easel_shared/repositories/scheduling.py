@@ -1,0 +1,174 @@
+"""The scheduler's SQL (`easel_shared.scheduler`): its lock, slot counts, waiting work, fair-share
+state. "Waiting" and "in flight" are the partial-index predicates of `generations`, written as the
+same literal SQL so SQLite's planner matches them to their indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import NamedTuple
+
+from sqlalchemy import ColumnElement, delete, func, or_, text, update
+from sqlmodel import Session, col, select
+
+from easel_shared.messages import SchedulerWake
+from easel_shared.models import Account, AccountSchedule, Generation, OutboxEvent, SchedulerState
+from easel_shared.models.tables import IN_FLIGHT_SQL, WAITING_SQL
+
+UPSTREAM = "upstream"
+WAKE = SchedulerWake.topic
+
+_waiting = text(WAITING_SQL)
+_in_flight = text(IN_FLIGHT_SQL)
+# Waiting for a slot: not held back by an upstream node (that work is not the scheduler's yet).
+_not_upstream = or_(col(Generation.blocked_by).is_(None), col(Generation.blocked_by) != UPSTREAM)
+
+
+def lock(session: Session) -> SchedulerState:
+    """The scheduler lock (the state row, `FOR UPDATE`; on SQLite every write transaction holds
+    the database's write lock anyway), held until the transaction ends."""
+    return session.exec(
+        select(SchedulerState).where(SchedulerState.id == 1).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def state(session: Session) -> SchedulerState | None:
+    """The state row, unlocked (for estimates)."""
+    return session.get(SchedulerState, 1)
+
+
+def settle_wakes(session: Session) -> int:
+    """Every wake committed so far is answered by the pass that holds this lock. Answered wakes
+    are deleted, not kept like other outbox rows: they say nothing worth keeping, and this
+    lookup by topic then never walks a day of them."""
+    result = session.execute(
+        delete(OutboxEvent).where(col(OutboxEvent.topic) == WAKE, col(OutboxEvent.processed_at).is_(None))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def has_pending_wakes(session: Session) -> bool:
+    return session.exec(
+        select(OutboxEvent.id).where(col(OutboxEvent.topic) == WAKE, col(OutboxEvent.processed_at).is_(None))
+        .limit(1)
+    ).first() is not None
+
+
+class Limit(NamedTuple):
+    max_running: int | None
+    weight: int
+
+
+def limits_of(session: Session, account_ids: Collection[str]) -> dict[str, Limit]:
+    rows = session.exec(
+        select(Account.id, Account.max_running, Account.weight).where(col(Account.id).in_(list(account_ids)))
+    )
+    return {account_id: Limit(max_running, weight) for account_id, max_running, weight in rows}
+
+
+def in_flight_by_account(session: Session, account_ids: Collection[str]) -> dict[str, int]:
+    rows = session.exec(
+        select(Generation.account_id, func.count()).where(_in_flight, col(Generation.account_id).in_(list(account_ids)))
+        .group_by(col(Generation.account_id))
+    )
+    return {account_id: int(n) for account_id, n in rows}
+
+
+def in_flight_by_model(session: Session, model_ids: Collection[str]) -> dict[str, int]:
+    if not model_ids:
+        return {}
+    rows = session.exec(
+        select(Generation.model_id, func.count()).where(_in_flight, col(Generation.model_id).in_(list(model_ids)))
+        .group_by(col(Generation.model_id))
+    )
+    return {model_id: int(n) for model_id, n in rows}
+
+
+def waiting_accounts(session: Session) -> dict[str, datetime]:
+    """Every account with work waiting for a slot, with the creation time of its oldest."""
+    rows = session.exec(
+        select(Generation.account_id, func.min(Generation.created_at)).where(_waiting, _not_upstream)
+        .group_by(col(Generation.account_id))
+    )
+    return {account_id: oldest for account_id, oldest in rows}
+
+
+class Waiting(NamedTuple):
+    id: str
+    model_id: str
+    request_id: str | None
+
+
+def next_waiting(session: Session, account_id: str, skip_models: Collection[str]) -> Waiting | None:
+    """The account's oldest waiting generation whose model is not in `skip_models` (those at their
+    limit: work of another model behind them goes first)."""
+    q = select(Generation.id, Generation.model_id, Generation.request_id).where(
+        col(Generation.account_id) == account_id, _waiting, _not_upstream)
+    if skip_models:
+        q = q.where(col(Generation.model_id).not_in(list(skip_models)))
+    # SKIP LOCKED (PostgreSQL; SQLite has one writer anyway): a fill pass never waits for a row
+    # that a cancel or a node deletion holds. Such a transaction holds that row and then its
+    # account's row (the refund), while an accept of the account holds the account's row and
+    # waits for the scheduler lock, which this pass holds: waiting here would close that cycle.
+    row = session.exec(q.order_by(col(Generation.created_at), col(Generation.id)).limit(1)
+                       .with_for_update(skip_locked=True)).first()
+    return Waiting(*row) if row is not None else None
+
+
+def waiting_models_before(session: Session, gen: Generation) -> set[str]:
+    """The models of the account's waiting generations older than `gen`."""
+    rows = session.exec(
+        select(Generation.model_id).where(col(Generation.account_id) == gen.account_id, _waiting, _not_upstream,
+                                          _before(gen)).distinct()
+    )
+    return set(rows)
+
+
+def waiting_ahead(session: Session, gen: Generation, *, same_model: bool = False) -> int:
+    """How many of the account's waiting generations are older than `gen` (of its model only)."""
+    q = select(func.count()).select_from(Generation).where(
+        col(Generation.account_id) == gen.account_id, _waiting, _not_upstream, _before(gen))
+    if same_model:
+        q = q.where(col(Generation.model_id) == gen.model_id)
+    return int(session.exec(q).one())
+
+
+def waiting_for_model(session: Session, model_id: str) -> dict[str, int]:
+    """Waiting generations of a model, per account."""
+    rows = session.exec(
+        select(Generation.account_id, func.count()).where(col(Generation.model_id) == model_id, _waiting,
+                                                          _not_upstream)
+        .group_by(col(Generation.account_id))
+    )
+    return {account_id: int(n) for account_id, n in rows}
+
+
+def _before(gen: Generation) -> ColumnElement[bool]:
+    return or_(col(Generation.created_at) < gen.created_at,
+               (col(Generation.created_at) == gen.created_at) & (col(Generation.id) < gen.id))
+
+
+def mark_dispatched(session: Session, generation_id: str, now: datetime) -> bool:
+    """Compare-and-set: a waiting generation now holds its slots (False: it is no longer waiting)."""
+    result = session.execute(
+        update(Generation)
+        .where(col(Generation.id) == generation_id, col(Generation.status) == "queued",
+               col(Generation.dispatched_at).is_(None))
+        .values(dispatched_at=now, enqueued_at=now, blocked_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def schedules(session: Session, account_ids: Collection[str], *, create: bool = True) -> dict[str, AccountSchedule]:
+    """Fair-share rows of these accounts; missing ones are made (and added) when `create`."""
+    found = {s.account_id: s for s in session.exec(
+        select(AccountSchedule).where(col(AccountSchedule.account_id).in_(list(account_ids))))}
+    if create:
+        for account_id in account_ids:
+            if account_id not in found:
+                found[account_id] = AccountSchedule(account_id=account_id)
+                session.add(found[account_id])
+    return found
