@@ -37,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ADMIN_TOKEN, percentile, start_redis  # noqa: E402
+from bench.common import ADMIN_TOKEN, api_env, percentile, start_redis  # noqa: E402
 from easel_shared.db import get_engine  # noqa: E402
 from easel_shared.migrate import upgrade  # noqa: E402
 from tests.fixtures.big_board import BigBoard, Group, build_board  # noqa: E402
@@ -182,15 +182,8 @@ def api_on(db_url: str, workdir: Path) -> Iterator[str]:
         upgrade(db_url)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": db_url, "REDIS_URL": redis_server.url,
-            "STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(workdir / "objects"),
-            "ADMIN_TOKEN": ADMIN_TOKEN, "URL_SIGNING_SECRET": "bench-signing-" + secrets.token_hex(8),
-            "API_PORT": str(port), "API_PUBLIC_URL": url,
-            "RATE_LIMIT_GENERATE_PER_MINUTE": "1000000",
-            "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text",
-        }
+        env = api_env(db_url, redis_server.url, workdir, port, RATE_LIMIT_GENERATE_PER_MINUTE="1000000",
+                      LOG_LEVEL="WARNING")
         stack.enter_context(running("easel_api", env, f"{url}/readyz", log=workdir / "api.log"))
         yield url
 

@@ -33,3 +33,21 @@ def start_redis(stack: contextlib.ExitStack) -> RedisServer:
     server.start()
     stack.callback(server.stop)
     return server
+
+
+def api_env(db_url: str, redis_url: str, workdir: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a bench's api (and worker) process: its database, Redis, local-file
+    storage in `workdir` (moto, a Python S3 server, would take CPU from what is measured), and
+    `extra` settings on top."""
+    import os
+    import secrets
+
+    url = f"http://127.0.0.1:{port}"
+    return {
+        **os.environ,
+        "DATABASE_URL": db_url, "REDIS_URL": redis_url,
+        "STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(workdir / "objects"),
+        "ADMIN_TOKEN": ADMIN_TOKEN, "URL_SIGNING_SECRET": "bench-signing-" + secrets.token_hex(8),
+        "API_PORT": str(port), "API_PUBLIC_URL": url, "LOG_FORMAT": "text",
+        **extra,
+    }

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ADMIN_TOKEN, percentile, start_redis  # noqa: E402
+from bench.common import ADMIN_TOKEN, api_env, percentile, start_redis  # noqa: E402
 from easel_shared.migrate import upgrade  # noqa: E402
 from tests.fixtures.processes import running  # noqa: E402
 from tests.fixtures.s3 import free_port  # noqa: E402
@@ -50,13 +49,7 @@ def local_api(workdir: Path, log_level: str) -> Iterator[tuple[str, int]]:
         upgrade(db_url)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": db_url, "REDIS_URL": redis_server.url,
-            "STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(workdir / "objects"),
-            "ADMIN_TOKEN": ADMIN_TOKEN, "URL_SIGNING_SECRET": "bench-signing-" + secrets.token_hex(8),
-            "API_PORT": str(port), "API_PUBLIC_URL": url, "LOG_LEVEL": log_level, "LOG_FORMAT": "text",
-        }
+        env = api_env(db_url, redis_server.url, workdir, port, LOG_LEVEL=log_level)
         stack.enter_context(running("easel_api", env, f"{url}/readyz", log=workdir / "api.log"))
         yield url, port
 

@@ -31,7 +31,6 @@ import contextlib
 import io
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ADMIN_TOKEN, percentile, start_redis  # noqa: E402
+from bench.common import ADMIN_TOKEN, api_env, percentile, start_redis  # noqa: E402
 from easel_shared.db import normalize_url  # noqa: E402
 from easel_shared.migrate import upgrade  # noqa: E402
 from tests.fixtures.processes import running  # noqa: E402
@@ -74,19 +73,14 @@ def local_stack(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, 
         upgrade(db_url)
         api_port = free_port()
         api_url = f"http://127.0.0.1:{api_port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": db_url, "REDIS_URL": redis_server.url,
-            # Local files: moto (a Python S3 server) would take CPU from the fleet being measured.
-            "STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(workdir / "objects"),
-            "ADMIN_TOKEN": ADMIN_TOKEN, "URL_SIGNING_SECRET": "bench-signing-" + secrets.token_hex(8),
-            "API_PORT": str(api_port), "API_PUBLIC_URL": api_url,
-            "BUILTIN_MODEL_LATENCY_MS": str(args.latency_ms), "WORKER_CONCURRENCY": str(args.slots),
-            "ACCOUNT_MAX_RUNNING": str(args.account_max_running or args.slots),
-            "RATE_LIMIT_GENERATE_PER_MINUTE": "1000000",
-            "WORKER_HEARTBEAT_FILE": str(workdir / "worker-heartbeat"), "WORKER_METRICS_PORT": "0",
-            "LOG_LEVEL": args.log_level, "LOG_FORMAT": "text", "MODEL_CATALOG_PATH": str(catalog),
-        }
+        env = api_env(
+            db_url, redis_server.url, workdir, api_port,
+            BUILTIN_MODEL_LATENCY_MS=str(args.latency_ms), WORKER_CONCURRENCY=str(args.slots),
+            ACCOUNT_MAX_RUNNING=str(args.account_max_running or args.slots),
+            RATE_LIMIT_GENERATE_PER_MINUTE="1000000",
+            WORKER_HEARTBEAT_FILE=str(workdir / "worker-heartbeat"), WORKER_METRICS_PORT="0",
+            LOG_LEVEL=args.log_level, MODEL_CATALOG_PATH=str(catalog),
+        )
         stack.enter_context(running("easel_api", env, f"{api_url}/readyz", log=workdir / "api.log"))
         stack.enter_context(running("easel_worker", env, log=workdir / "worker.log"))
         yield api_url, db_url

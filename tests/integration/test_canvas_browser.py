@@ -217,7 +217,9 @@ def test_walk_through_as_a_person_clicks_it(stack: Stack, account: Account, brow
     # Crop: drag a rectangle over the image, apply.
     node(page, target_id).get_by_role("button", name="Crop").click()
     stage = page.get_by_test_id("crop-stage")
-    expect(stage.locator("img")).to_be_visible()
+    # Ready once the image is decoded and laid out and the stage listens (a drag before that
+    # landed on a smaller box: the test once cropped 92 px instead of ~500 on a loaded machine).
+    expect(stage).to_have_attribute("data-ready", "true")
     sbox = stage.bounding_box()
     assert sbox is not None
     page.mouse.move(sbox["x"] + sbox["width"] * 0.1, sbox["y"] + sbox["height"] * 0.2)

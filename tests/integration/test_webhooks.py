@@ -468,3 +468,44 @@ def test_another_account_can_neither_see_nor_change_an_endpoint_nor_receive_its_
 def test_webhook_routes_need_a_key(stack: Stack) -> None:
     r = httpx.get(f"{stack.api_url}/v1/webhooks", timeout=10)
     assert r.status_code == 401
+
+
+def test_an_endpoint_gets_no_event_that_happened_before_it_was_made(stack: Stack, account: Account,
+                                                                     receiver: Receiver) -> None:
+    """An event can be fanned out well after it happened (Redis was away, the relay was behind);
+    an endpoint made in between must not receive it. (test_the_events_filter_excludes_other_types
+    once saw the previous generation's event reach an endpoint made after it.)"""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from easel_shared.clock import utcnow
+    from easel_shared.ids import new_id
+    from easel_shared.messages import WebhookEvent
+    from easel_shared.models import OutboxEvent
+    from easel_shared.repositories import outbox
+
+    endpoint = subscribe(account, receiver, ["generation.succeeded"])
+
+    def event(gen_id: str, occurred_ago: timedelta) -> int:
+        message = WebhookEvent(event_id=new_id("evt"), type="generation.succeeded", timestamp=utcnow().isoformat(),
+                               data={"id": gen_id})
+        with Session(stack.engine) as session:  # committed: this process's after-commit relay fans it out
+            row = outbox.enqueue(session, message, account.id)
+            row.created_at = utcnow() - occurred_ago
+            session.commit()
+            assert row.id is not None
+            return row.id
+
+    before = event("gen_before_the_endpoint", timedelta(minutes=5))
+    event("gen_after_the_endpoint", timedelta(0))
+    assert receiver.wait("generation.succeeded")[0]["json"]["data"]["id"] == "gen_after_the_endpoint"
+
+    def fanned_out() -> bool:
+        with Session(stack.engine) as session:
+            row = session.get(OutboxEvent, before)
+            return row is not None and row.processed_at is not None
+
+    wait_for(fanned_out, what="the earlier event to be fanned out")
+    assert [d["type"] for d in deliveries(account, endpoint["id"])] == ["generation.succeeded"]
+    assert [m["json"]["data"]["id"] for m in receiver.of_type("generation.succeeded")] == ["gen_after_the_endpoint"]

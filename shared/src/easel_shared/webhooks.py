@@ -126,12 +126,13 @@ def new_delivery(endpoint_id: str, account_id: str, event_id: str, event_type: s
                            dispatched_at=now, created_at=now)
 
 
-def _fan_out(session: Session, account_id: str, message: WebhookEvent, now: datetime) -> list[WebhookDelivery]:
+def _fan_out(session: Session, account_id: str, message: WebhookEvent, occurred_at: datetime,
+             now: datetime) -> list[WebhookDelivery]:
     if message.endpoint_id is not None:
         one = repo.account_endpoint(session, account_id, message.endpoint_id)
         endpoints = [one] if one is not None and one.enabled else []
     else:
-        endpoints = repo.subscribers(session, account_id, message.type)
+        endpoints = repo.subscribers(session, account_id, message.type, occurred_at)
     body = body_of(message)
     rows = [new_delivery(e.id, account_id, message.event_id, message.type, body, message.request_id, now)
             for e in endpoints]
@@ -177,7 +178,7 @@ class WebhookRelay:
                 except ValidationError as exc:
                     outbox.mark_failed(session, row, f"malformed payload: {exc}")
                     continue
-                deliveries += _fan_out(session, row.account_id, message, now)
+                deliveries += _fan_out(session, row.account_id, message, row.created_at, now)
             outbox.mark_processed(session, [r.id for r in rows if r.id is not None])
             todo = [d.id for d in deliveries]
         self._send(engine, todo)

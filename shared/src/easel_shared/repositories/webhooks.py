@@ -46,12 +46,15 @@ def has_enabled_endpoint(session: Session, account_id: str) -> bool:
     ).first() is not None
 
 
-def subscribers(session: Session, account_id: str, event_type: str) -> list[WebhookEndpoint]:
-    """The account's enabled endpoints whose `events` include the type (filtered here: the list
-    is JSON, and an account has at most a few dozen endpoints)."""
+def subscribers(session: Session, account_id: str, event_type: str, occurred_at: datetime) -> list[WebhookEndpoint]:
+    """The account's enabled endpoints that existed when the event occurred and whose `events`
+    include the type (filtered here: the list is JSON, and an account has at most a few dozen
+    endpoints). An endpoint made after the event gets none of it, even when the event is fanned
+    out later (Redis was away, or the relay was behind)."""
     rows = session.exec(
         select(WebhookEndpoint).where(col(WebhookEndpoint.account_id) == account_id,
-                                      col(WebhookEndpoint.enabled).is_(True)).order_by(col(WebhookEndpoint.id))
+                                      col(WebhookEndpoint.enabled).is_(True),
+                                      col(WebhookEndpoint.created_at) <= occurred_at).order_by(col(WebhookEndpoint.id))
     )
     return [e for e in rows if event_type in (e.events or [])]
 

@@ -135,6 +135,7 @@ export async function openCrop(node, done) {
     stage.addEventListener("pointermove", move);
     stage.addEventListener("pointerup", up);
   });
+  stage.dataset.ready = "true"; // decoded, laid out and listening: a drag from now on counts
   apply.addEventListener("click", async () => {
     if (!sel) return;
     apply.disabled = true;
