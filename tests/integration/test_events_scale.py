@@ -176,6 +176,12 @@ def test_a_client_too_far_behind_is_cut_off_and_resumes_without_loss(
     monkeypatch.setattr(events_route, "QUEUE_LIMIT", 30)
     c, b = account.client, board["id"]
     txt = c.post(f"/v1/boards/{b}/nodes", json={"kind": "text", "text": "seed"}).json()
+    # Each text edit also updates every node it feeds: five big events per PATCH fill the socket
+    # buffers and the queue five times faster (one event per PATCH once took longer than 40 s on a
+    # loaded CI machine).
+    for _ in range(4):
+        img = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
+        c.post(f"/v1/boards/{b}/edges", json={"source_node_id": txt["id"], "target_node_id": img["id"]})
     lagging = _never_reading_client(api.port, b, account.api_key)
     with SSEClient(api.url, b, account.api_key) as steady:
         steady.wait_for_type("board.snapshot")
@@ -191,11 +197,13 @@ def test_a_client_too_far_behind_is_cut_off_and_resumes_without_loss(
             assert c.patch(f"/v1/nodes/{txt['id']}", json={"text": f"{sent} " + "y" * 4990}).status_code == 200
             return False
 
-        wait_for(cut_off, timeout=40, interval=0, what="the lagging client to overflow")
+        wait_for(cut_off, timeout=90, interval=0, what="the lagging client to overflow")
         # It reads again: what it had in flight arrives, then the stream ends (a complete response).
         seen = asyncio.run(_drain(lagging))
         last_seen = [eid for eid, _ in seen if eid][-1]
-        assert seen[0][1] == "board.snapshot" and len(seen) < sent
+        last_edit = f"{sent - 1} "
+        steady.wait_for_event(lambda e: e.event == "node.updated" and (e.data.get("text") or "").startswith(last_edit))
+        assert seen[0][1] == "board.snapshot" and len(seen) < len(steady.events)
         marker = c.patch(f"/v1/nodes/{txt['id']}", json={"text": "marker"}).json()
         with SSEClient(api.url, b, account.api_key, last_event_id=last_seen) as resumed:
             resumed.wait_for_event(lambda e: e.event == "node.updated" and e.data == marker)
