@@ -4,13 +4,14 @@ the worker. A local OTLP/HTTP collector (a tiny HTTP server) receives the spans.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from easel_shared.migrate import upgrade
 from tests.fixtures.processes import api_process, running, service_env
 from tests.fixtures.stack import Stack, wait_for
 
@@ -52,11 +53,16 @@ class Collector:
 
 
 @pytest.fixture
-def traced_processes(stack: Stack) -> Iterator[tuple[Collector, str]]:
+def traced_processes(stack: Stack, database_factory: Callable[[str], str]) -> Iterator[tuple[Collector, str]]:
     collector = Collector()
-    # Another Redis database: the in-process test worker never sees these tasks.
+    # A database and a Redis database of their own: the in-process stack's relays and worker
+    # never see this api's rows or tasks (its relay could otherwise claim a dispatch first and
+    # run the generation in the untraced in-process worker).
+    db_url = database_factory(stack.db_kind)
+    upgrade(db_url)
     redis_url = stack.settings.redis_url.rsplit("/", 1)[0] + "/3"
-    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100", "REDIS_URL": redis_url}
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
+              "REDIS_URL": redis_url, "DATABASE_URL": db_url}
     try:
         with api_process(stack.settings, **traced) as url, \
                 running("easel_worker", service_env(stack.settings, **traced)):
@@ -67,8 +73,10 @@ def traced_processes(stack: Stack) -> Iterator[tuple[Collector, str]]:
 
 def test_one_trace_from_request_to_worker(stack: Stack, traced_processes: tuple[Collector, str]) -> None:
     collector, url = traced_processes
-    account = stack.new_account(credits=50)
-    c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {account.api_key}"}, timeout=30)
+    admin = {"Authorization": f"Bearer {stack.settings.admin_token}"}
+    made = httpx.post(f"{url}/v1/admin/accounts", json={"name": "traced", "credits": 50}, headers=admin, timeout=30)
+    assert made.status_code == 201, made.text
+    c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {made.json()['api_key']}"}, timeout=30)
     board = c.post("/v1/boards", json={"name": "traced"}).json()
     node = c.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "image"}).json()
     r = c.post(f"/v1/nodes/{node['id']}/generations",
