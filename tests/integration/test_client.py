@@ -429,3 +429,37 @@ def test_async_client_walkthrough(stack: Stack, easel: Easel) -> None:
             assert placed.image is not None and placed.image.source == "asset"
 
     asyncio.run(asyncio.wait_for(main(), 90))
+
+
+def test_runs_and_after_upstream_through_both_clients(stack: Stack, easel: Easel) -> None:
+    board = easel.create_board("runs")
+    first, second = easel.create_image_node(board), easel.create_image_node(board)
+    easel.connect(board, first, second)
+    for n in (first, second):
+        easel.update_node(n, prompt="a kite")
+    plan = easel.quote_run(board, [second, first], model_id=SKETCH, params=PARAMS_1K)
+    assert plan.order == [first.id, second.id] and plan.credits == sum(n.credits for n in plan.nodes)
+    run = easel.create_run(board, [second, first], model_id=SKETCH, params=PARAMS_1K, expected_credits=plan.credits)
+    assert [i.node_id for i in run.items] == plan.order
+    assert run.items[1].generation.blocked_by == "upstream"
+    assert run.items[1].generation.waits_for == [run.items[0].generation.id]
+    done = wait_for(lambda: (r := easel.get_run(board, run)).is_final and r, timeout=60, what="the run")
+    assert done.status == "succeeded"
+    assert done.items[1].generation.reference_image_ids == [done.items[0].generation.image_id]
+    assert easel.cancel_run(board, run).status == "succeeded"  # nothing left to cancel
+
+    async def main() -> None:
+        async with AsyncEasel(stack.api_url, api_key=easel.api_key, retry=FAST_RETRIES) as client:
+            assert (await client.quote_run(board, [first], model_id=SKETCH)).credits == plan.nodes[0].credits
+            upstream = await client.generate(first, SKETCH, PARAMS_1K)
+            waiting = await client.generate(second, SKETCH, PARAMS_1K, after_upstream=True)
+            # The upstream may have finished already (nothing holds it): then it simply starts.
+            assert waiting.waits_for in ([upstream.id], [])
+            done = await client.wait_for_generation(waiting, timeout=60)
+            assert done.status == "succeeded"
+            assert done.reference_image_ids == [(await client.get_generation(upstream)).image_id]
+            again = await client.create_run(board, [second], model_id=SKETCH)
+            assert (await client.get_run(board, again)).id == again.id
+            assert (await client.cancel_run(board, again)).status in ("canceled", "succeeded")
+
+    asyncio.run(asyncio.wait_for(main(), 90))

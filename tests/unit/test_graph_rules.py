@@ -9,6 +9,7 @@ from easel_shared.domain.graph import (
     VIDEO_AS_INPUT_MESSAGE,
     Incoming,
     can_connect,
+    dependency_order,
     numbered_references,
     ordered_upstream,
     would_create_cycle,
@@ -134,6 +135,27 @@ def test_reconnecting_a_removed_reference_puts_it_last() -> None:
     without_a = [e for e in MIXED if e.edge_id != "e1"]
     reconnected = [*without_a, inc("e4", "img-a", "image", 8)]
     assert numbering(reconnected) == [(1, "img-b"), (2, "img-c"), (3, "img-a")]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "edges", "expected"),
+    [
+        pytest.param(["c", "b", "a"], [("a", "b"), ("b", "c")], ["a", "b", "c"], id="chain-named-backwards"),
+        pytest.param(["a", "b"], [], ["a", "b"], id="unconnected-keep-their-order"),
+        pytest.param(["d", "b", "c", "a"], [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")], ["a", "b", "c", "d"],
+                     id="diamond"),
+        pytest.param(["b", "a"], [("a", "x"), ("x", "b")], ["b", "a"], id="through-a-node-outside-the-set"),
+        pytest.param(["x", "a", "b"], [("a", "b"), ("a", "b")], ["x", "a", "b"], id="free-node-first"),
+        pytest.param(["a", "a", "b"], [("b", "a")], ["b", "a"], id="duplicates-once"),
+    ],
+)
+def test_dependency_order(nodes: list[str], edges: list[tuple[str, str]], expected: list[str]) -> None:
+    assert dependency_order(nodes, edges) == expected
+
+
+def test_dependency_order_refuses_a_cycle() -> None:
+    with pytest.raises(ValueError, match="cycle"):
+        dependency_order(["a", "b"], [("a", "b"), ("b", "a")])
 
 
 def test_upstream_text_in_connection_order() -> None:

@@ -1,12 +1,14 @@
 """Ending a generation, shared by the api (cancel, node deletion, upload) and the worker
-(success, failure, sweeper). Each call runs inside the caller's transaction."""
+(success, failure, sweeper). Each call runs inside the caller's transaction, under the lock of
+the generation's board; what waited for the generation (`easel_shared.upstream`, same board) is
+settled in that transaction too."""
 
 from __future__ import annotations
 
 import redis
 from sqlmodel import Session
 
-from easel_shared import events, node_updates, scheduler, webhooks
+from easel_shared import events, node_updates, scheduler, upstream, webhooks
 from easel_shared.clock import utcnow
 from easel_shared.models import Generation, Node
 from easel_shared.repositories import accounts, boards
@@ -34,9 +36,13 @@ def end_generation(
     image_id: str | None = None,
     node_status_after_cancel: str | None = None,
     publish_node: bool = True,
+    settle_waiters: bool = True,
 ) -> None:
     """Move an active (queued/running) generation to a final status, settle its credits exactly
-    once, and update its node. Callers must hold the row (CAS or lock) so this runs once."""
+    once, and update its node. Callers must hold the row (CAS or lock) so this runs once.
+
+    Generations waiting for it (`after_upstream`) are released when it succeeded, else canceled
+    (refunded), and so on down the chain (`_settle_waiters`)."""
     assert gen.status in ("queued", "running"), gen.status
     held_slot = gen.dispatched_at is not None
     now = utcnow()
@@ -76,6 +82,20 @@ def end_generation(
     webhooks.emit_generation(session, gen, base_url)
     if node is not None and publish_node:
         node_updates.stage(session, gen.board_id, base_url, node_updates.Change.state_of(node.id))
+    if settle_waiters:
+        _settle_waiters(session, gen, base_url)
+
+
+def _settle_waiters(session: Session, gen: Generation, base_url: str) -> None:
+    """A loop, not recursion: a chain may be long."""
+    ended = [gen]
+    while ended:
+        for ending in upstream.after_end(session, ended.pop()):
+            # A node whose waiting generation ends this way is not otherwise touched by the
+            # caller's change: its node.updated is always staged.
+            end_generation(session, ending.gen, ending.status, base_url=base_url, error_code=ending.error_code,
+                           error_message=ending.error_message, settle_waiters=False)
+            ended.append(ending.gen)
 
 
 def cancel_active(session: Session, node: Node, *, base_url: str, error_code: str,

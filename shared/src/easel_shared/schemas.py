@@ -64,7 +64,8 @@ class ErrorBody(BaseModel):
     error_count: int | None = Field(default=None, description="validation_error: all problems, when more are")
     blocking_node_ids: list[str] | None = Field(default=None, description="the generating nodes in the way")
     retry_after: int | None = Field(default=None, description="seconds to wait (also the Retry-After header)")
-    credits: int | None = Field(default=None, description="the price of the generation asked for")
+    credits: int | None = Field(default=None, description="the price of the generation (or run) asked for")
+    node_id: str | None = Field(default=None, description="runs: the node whose generation broke the rule")
 
 
 class ErrorEnvelope(PublicModel):
@@ -90,6 +91,14 @@ _ERROR_DESCRIPTIONS = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` of a route: the error statuses it can answer, each with the envelope."""
     return {s: {"model": ErrorEnvelope, "description": _ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+def accepted_responses(what: str, links: dict[str, Any], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route answering 202 with `what` it accepted, idempotent by key (an
+    `Idempotent-Replayed` header), with its `links` and its errors."""
+    replayed = {"description": f"`true` when an earlier request with this Idempotency-Key made the {what}",
+                "schema": {"type": "string"}}
+    return {202: {"links": links, "headers": {"Idempotent-Replayed": replayed}}, **error_responses(*statuses)}
 
 
 def redirect_responses(what: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -271,6 +280,9 @@ class Generation(PublicModel):
                     "slots, an estimate (see README, Scheduling); null once handed to a worker")
     blocked_by: BlockedBy | None = Field(
         description="while it waits for the scheduler: what it waits for; null once handed to a worker")
+    waits_for: list[str] = Field(
+        description="accepted with after_upstream while upstream nodes were generating: the generations it waited "
+                    "for (blocked_by upstream until they end); empty otherwise")
     request_id: str | None
     created_at: Timestamp
     started_at: Timestamp | None

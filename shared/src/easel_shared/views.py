@@ -273,6 +273,7 @@ def generation_view(gen: Generation, queue: tuple[int | None, str | None] | None
         "progress": _progress_view(gen),
         "queue_position": position if waiting else None,
         "blocked_by": blocked_by if waiting else None,
+        "waits_for": list(gen.waits_for or ()),
         "request_id": gen.request_id,
         "created_at": rfc3339(gen.created_at),
         "started_at": rfc3339(gen.started_at),

@@ -32,6 +32,8 @@ from easel_client.models import (
     Page,
     Position,
     Quote,
+    Run,
+    RunQuote,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -216,12 +218,13 @@ def quote(node_id: str, model_id: str, params: Params | None) -> Call[Quote]:
 
 
 def create_generation(node_id: str, model_id: str, params: Params | None, prompt: str | None,
-                      expected_credits: int | None, idempotency_key: str | None) -> Call[Generation]:
+                      expected_credits: int | None, idempotency_key: str | None,
+                      after_upstream: bool = False) -> Call[Generation]:
     """A fresh key per logical call (unless the caller brings one), the same on every retry:
     the server answers a resent request with the generation it already accepted, charged once."""
     key = idempotency_key or str(uuid.uuid4())
     json = {"model_id": model_id, "params": _params(params),
-            **query(prompt=prompt, expected_credits=expected_credits)}
+            **query(prompt=prompt, expected_credits=expected_credits, after_upstream=after_upstream or None)}
     return Call("POST", f"/v1/nodes/{node_id}/generations", _model(Generation), json=json,
                 headers={"Idempotency-Key": key}, replay_safe=True)
 
@@ -238,6 +241,37 @@ def list_generations(node_id: str, limit: int | None, cursor: str | None) -> Cal
 def cancel_generation(generation_id: str) -> Call[Generation]:
     # Canceling twice answers the same canceled (or finished) generation.
     return Call("POST", f"/v1/generations/{generation_id}/cancel", _model(Generation), replay_safe=True)
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def _run_body(node_ids: list[str], model_id: str | None, params: Params | None) -> dict[str, Any]:
+    return {"node_ids": list(node_ids),
+            **query(model_id=model_id, params=None if params is None else _params(params))}
+
+
+def quote_run(board_id: str, node_ids: list[str], model_id: str | None, params: Params | None) -> Call[RunQuote]:
+    return Call("POST", f"/v1/boards/{board_id}/runs/quote", _model(RunQuote),
+                json=_run_body(node_ids, model_id, params), replay_safe=True)
+
+
+def create_run(board_id: str, node_ids: list[str], model_id: str | None, params: Params | None,
+               expected_credits: int | None, idempotency_key: str | None) -> Call[Run]:
+    """Idempotent like `create_generation`: one key per logical call, the same on every retry."""
+    key = idempotency_key or str(uuid.uuid4())
+    json = {**_run_body(node_ids, model_id, params), **query(expected_credits=expected_credits)}
+    return Call("POST", f"/v1/boards/{board_id}/runs", _model(Run), json=json,
+                headers={"Idempotency-Key": key}, replay_safe=True)
+
+
+def get_run(board_id: str, run_id: str) -> Call[Run]:
+    return Call("GET", f"/v1/boards/{board_id}/runs/{run_id}", _model(Run), replay_safe=True)
+
+
+def cancel_run(board_id: str, run_id: str) -> Call[Run]:
+    # Canceling twice answers the same run.
+    return Call("POST", f"/v1/boards/{board_id}/runs/{run_id}/cancel", _model(Run), replay_safe=True)
 
 
 # -- assets library (assets service) ------------------------------------------------------------

@@ -52,6 +52,8 @@ from easel_client.models import (
     NodeModel,
     Page,
     Quote,
+    Run,
+    RunQuote,
     TextNode,
 )
 
@@ -262,11 +264,36 @@ class Easel:
         return self._send(routes.quote(ident(node), model_id, params))
 
     def generate(self, node: Identified, model_id: str, params: Params | None = None, *, prompt: str | None = None,
-                 expected_credits: int | None = None, idempotency_key: str | None = None) -> Generation:
+                 expected_credits: int | None = None, idempotency_key: str | None = None,
+                 after_upstream: bool = False) -> Generation:
         """Start a generation (202). An `Idempotency-Key` is sent (a fresh one unless given) and
-        kept across retries, so a retried call never starts or charges twice."""
+        kept across retries, so a retried call never starts or charges twice. `after_upstream`:
+        while a node directly upstream is generating, wait for it instead of `Conflict`."""
         return self._send(routes.create_generation(ident(node), model_id, params, prompt, expected_credits,
-                                                   idempotency_key))
+                                                   idempotency_key, after_upstream))
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def quote_run(self, board: Identified, nodes: list[Identified], *, model_id: str | None = None,
+                  params: Params | None = None) -> RunQuote:
+        """The price of generating these image nodes in dependency order (`model_id` / `params`:
+        for every node; omitted, each node's own)."""
+        return self._send(routes.quote_run(ident(board), [ident(n) for n in nodes], model_id, params))
+
+    def create_run(self, board: Identified, nodes: list[Identified], *, model_id: str | None = None,
+                   params: Params | None = None, expected_credits: int | None = None,
+                   idempotency_key: str | None = None) -> Run:
+        """Generate these image nodes in dependency order, each after the ones it depends on (202).
+        All or nothing; idempotent across retries like `generate`."""
+        return self._send(routes.create_run(ident(board), [ident(n) for n in nodes], model_id, params,
+                                            expected_credits, idempotency_key))
+
+    def get_run(self, board: Identified, run: Identified) -> Run:
+        return self._send(routes.get_run(ident(board), ident(run)))
+
+    def cancel_run(self, board: Identified, run: Identified) -> Run:
+        """Cancel (and refund) what has not finished; what finished stays."""
+        return self._send(routes.cancel_run(ident(board), ident(run)))
 
     def get_generation(self, generation: Identified) -> Generation:
         return self._send(routes.get_generation(ident(generation)))

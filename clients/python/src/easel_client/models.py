@@ -261,6 +261,8 @@ class Generation(EaselModel):
     queue_position: int | None = None
     #: While it waits for the scheduler: "account_limit", "model_limit" or "upstream".
     blocked_by: str | None = None
+    #: Accepted with `after_upstream` while upstream nodes generated: the generations it waited for.
+    waits_for: list[str] = Field(default_factory=list)
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -268,6 +270,48 @@ class Generation(EaselModel):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_GENERATION_STATUSES
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+RunStatus = Literal["running", "succeeded", "failed", "canceled"]
+
+
+class RunQuoteItem(EaselModel):
+    node_id: str
+    model_id: str
+    credits: int
+
+
+class RunQuote(EaselModel):
+    """The price of a whole run; `order` is the order its nodes will be accepted in."""
+
+    credits: int
+    balance: int
+    affordable: bool
+    order: list[str] = Field(default_factory=list)
+    nodes: list[RunQuoteItem] = Field(default_factory=list)
+
+
+class RunItem(EaselModel):
+    node_id: str
+    generation: Generation
+
+
+class Run(EaselModel):
+    """Image nodes of one board generated in dependency order."""
+
+    id: str
+    board_id: str
+    status: RunStatus
+    credits: int
+    items: list[RunItem] = Field(default_factory=list)
+    created_at: datetime
+    canceled_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != "running"
 
 
 # -- assets library ----------------------------------------------------------------------------

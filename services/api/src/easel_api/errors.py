@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "prompt_required": 422,
     "too_many_references": 422,
     "unknown_model": 422,
+    "model_required": 422,
     "unsupported_params": 422,
     "insufficient_credits": 402,
     "price_changed": 409,

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from easel_api.context import build_context
 from easel_api.deps import get_ctx
 from easel_api.errors import install_error_handlers
-from easel_api.routes import accounts, boards, canvas, events, generations, images, webhooks
+from easel_api.routes import accounts, boards, canvas, events, generations, images, runs, webhooks
 from easel_shared.http_limits import install_request_guard
 from easel_shared.imaging import configure_decode_budget
 from easel_shared.relay import RelayThread, install, standard, uninstall
@@ -59,6 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_common(app, get_ctx)
     # The live events' models: the event stream's schema refers to them.
     document_models(app, EVENT_MODELS)
-    for module in (accounts, boards, images, generations, events, webhooks, canvas):
+    for module in (accounts, boards, images, generations, runs, events, webhooks, canvas):
         app.include_router(module.router)
     return app

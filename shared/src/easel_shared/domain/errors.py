@@ -114,6 +114,11 @@ class TooManyReferences(DomainError):
     code = "too_many_references"
 
 
+class ModelRequired(DomainError):
+    code = "model_required"
+    message = "Choose a model for this node, or one for the whole run."
+
+
 class UnknownModel(DomainError):
     code = "unknown_model"
     message = "There is no model with this id."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -72,3 +73,30 @@ def ordered_upstream(incoming: Sequence[Incoming], kind: str) -> list[Incoming]:
 def numbered_references(incoming: Sequence[Incoming]) -> list[tuple[int, Incoming]]:
     """Upstream image nodes numbered 1..n in connection order; removing one closes the gap."""
     return list(enumerate(ordered_upstream(incoming, "image"), start=1))
+
+
+def dependency_order(node_ids: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[str]:
+    """`node_ids` so that every node comes after the nodes of the set directly upstream of it
+    (`edges`: (source, target) pairs; pairs with an end outside the set are ignored). Among nodes
+    free to go, the one named first goes first. Raises ValueError on a cycle (the canvas never
+    holds one)."""
+    position = {n: i for i, n in enumerate(dict.fromkeys(node_ids))}
+    upstream_left = dict.fromkeys(position, 0)
+    downstream: dict[str, list[str]] = {}
+    for source, target in set(edges):
+        if source in position and target in position and source != target:
+            downstream.setdefault(source, []).append(target)
+            upstream_left[target] += 1
+    ready = [(position[n], n) for n, left in upstream_left.items() if left == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, current = heapq.heappop(ready)
+        order.append(current)
+        for nxt in downstream.get(current, ()):
+            upstream_left[nxt] -= 1
+            if upstream_left[nxt] == 0:
+                heapq.heappush(ready, (position[nxt], nxt))
+    if len(order) != len(position):
+        raise ValueError("the nodes' connections form a cycle")
+    return order

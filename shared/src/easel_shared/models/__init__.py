@@ -11,6 +11,7 @@ from easel_shared.models.tables import (
     LedgerEntry,
     Node,
     OutboxEvent,
+    Run,
     SchedulerState,
 )
 from easel_shared.models.webhooks import WebhookDelivery, WebhookEndpoint
@@ -26,6 +27,7 @@ __all__ = [
     "LedgerEntry",
     "Node",
     "OutboxEvent",
+    "Run",
     "SchedulerState",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -171,6 +171,8 @@ class Edge(SQLModel, table=True):
 #: A generation waiting for the scheduler, and one holding a slot (partial index predicates).
 WAITING_SQL = "status = 'queued' AND dispatched_at IS NULL"
 IN_FLIGHT_SQL = "status IN ('queued', 'running') AND dispatched_at IS NOT NULL"
+#: A generation waiting for upstream nodes to finish (`easel_shared.upstream`).
+UPSTREAM_WAIT_SQL = "status = 'queued' AND blocked_by = 'upstream'"
 
 
 class Generation(SQLModel, table=True):
@@ -190,6 +192,9 @@ class Generation(SQLModel, table=True):
               postgresql_where=text(IN_FLIGHT_SQL), sqlite_where=text(IN_FLIGHT_SQL)),
         Index("ix_generations_in_flight_model", "model_id",
               postgresql_where=text(IN_FLIGHT_SQL), sqlite_where=text(IN_FLIGHT_SQL)),
+        # What waits for an upstream generation of a board: read whenever a generation ends.
+        Index("ix_generations_upstream_wait", "board_id",
+              postgresql_where=text(UPSTREAM_WAIT_SQL), sqlite_where=text(UPSTREAM_WAIT_SQL)),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -218,6 +223,9 @@ class Generation(SQLModel, table=True):
     dispatched_at: datetime | None = _ts(nullable=True)
     # Why a waiting generation waits: account_limit | model_limit | upstream (None once dispatched).
     blocked_by: str | None = Field(default=None, max_length=20)
+    # Accepted with `after_upstream` while direct upstream nodes were generating: the ids of those
+    # generations (kept after it is released, as a record). None for every other generation.
+    waits_for: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     timings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     request_id: str | None = Field(default=None, max_length=64)
     # {"provider", "id", "urls": {...}}: the vendor's job, saved the moment the vendor accepts it,
@@ -228,6 +236,28 @@ class Generation(SQLModel, table=True):
     created_at: datetime = _now_ts()
     started_at: datetime | None = _ts(nullable=True)
     finished_at: datetime | None = _ts(nullable=True)
+
+
+class Run(SQLModel, table=True):
+    """Image nodes of one board generated in dependency order (`POST /v1/boards/{id}/runs`): one
+    generation per node, all accepted in one transaction. Its status is read from them."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key", name="uq_runs_idempotency"),
+        Index("ix_runs_board_id_id", "board_id", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    board_id: str = Field(max_length=40)
+    account_id: str = Field(index=True, max_length=40)
+    # [{"node_id", "generation_id"}] in dependency order (the order they were accepted).
+    items: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    credits: int = Field(sa_column=Column(BigInteger, nullable=False))
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_fingerprint: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _now_ts()
+    canceled_at: datetime | None = _ts(nullable=True)
 
 
 class OutboxEvent(SQLModel, table=True):

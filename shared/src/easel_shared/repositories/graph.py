@@ -83,6 +83,18 @@ def image_sources_of(session: Session, target_ids: Collection[str]) -> list[str]
     return list(dict.fromkeys(r[0] for r in rows))
 
 
+def edges_among(session: Session, node_ids: Collection[str]) -> list[tuple[str, str]]:
+    """(source, target) of the edges whose two ends are both among `node_ids`."""
+    if not node_ids:
+        return []
+    ids = list(node_ids)
+    rows = session.execute(
+        select(col(Edge.source_node_id), col(Edge.target_node_id))
+        .where(col(Edge.source_node_id).in_(ids), col(Edge.target_node_id).in_(ids))
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
 def kinds_of(session: Session, ids: Collection[str]) -> dict[str, str]:
     if not ids:
         return {}

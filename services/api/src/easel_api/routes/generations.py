@@ -8,7 +8,7 @@ from easel_api.deps import AccountDep, CtxDep, GenerateRateLimit
 from easel_api.schemas.requests import GenerationCreate, QuoteRequest
 from easel_api.schemas.responses import ModelPage, NodeModelPage, Quote
 from easel_api.services import generations
-from easel_shared.schemas import Generation, GenerationPage, error_responses, link
+from easel_shared.schemas import Generation, GenerationPage, accepted_responses, error_responses, link
 from easel_shared.views import generation_view
 from easel_shared.web import PageDep, page
 
@@ -37,11 +37,7 @@ def quote(node_id: str, body: QuoteRequest, ctx: CtxDep, account: AccountDep) ->
 
 @router.post("/nodes/{node_id}/generations", status_code=202, dependencies=[GenerateRateLimit],
              response_model=Generation,
-             responses={202: {"links": _GENERATION_LINKS,
-                              "headers": {"Idempotent-Replayed": {
-                                  "description": "`true` when an earlier request with this Idempotency-Key "
-                                                 "made the generation", "schema": {"type": "string"}}}},
-                        **error_responses(401, 402, 404, 409, 413, 422, 429)})
+             responses=accepted_responses("generation", _GENERATION_LINKS, 401, 402, 404, 409, 413, 422, 429))
 def create_generation(
     node_id: str,
     body: GenerationCreate,

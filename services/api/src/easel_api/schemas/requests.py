@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 # What generation parameters may hold, documented for clients; checked by the use cases
 # (`params_problem`, `validate_params`), whose messages say which parameter is wrong and why.
@@ -92,3 +92,34 @@ class GenerationCreate(Strict):
     prompt: str | None = Field(default=None, max_length=10000)
     params: Params = Field(default_factory=dict)
     expected_credits: int | None = Field(default=None, ge=0)
+    after_upstream: bool = Field(
+        default=False,
+        description="while a node directly upstream is generating: accept now and start when it has finished "
+                    "(blocked_by \"upstream\"), with the prompt and references it then shows, instead of "
+                    "409 upstream_in_progress; canceled and refunded if it fails or is canceled")
+
+
+#: Most image nodes one run generates.
+MAX_RUN_NODES = 100
+
+
+class RunQuoteRequest(Strict):
+    node_ids: list[str] = Field(min_length=1, max_length=MAX_RUN_NODES,
+                                description="image nodes of the board, each once, in any order")
+    model_id: str | None = Field(default=None, min_length=1, max_length=100,
+                                 description="the model of every node; omitted: each node's own (its model_id)")
+    params: Params | None = Field(default=None,
+                                  description="the parameters of every node; omitted: each node's own (its params)")
+
+    @field_validator("node_ids")
+    @classmethod
+    def _each_once(cls, ids: list[str]) -> list[str]:
+        if len(set(ids)) != len(ids):
+            raise ValueError("each node may be named once")
+        if any(not 1 <= len(i) <= 64 for i in ids):
+            raise ValueError("node ids are 1 to 64 characters")
+        return ids
+
+
+class RunCreate(RunQuoteRequest):
+    expected_credits: int | None = Field(default=None, ge=0, description="the run's total price, as quoted")

@@ -11,7 +11,7 @@ from pydantic import Field
 from easel_shared.clock import rfc3339
 from easel_shared.models import Account as AccountRow
 from easel_shared.models import LedgerEntry as LedgerRow
-from easel_shared.schemas import Page, PublicModel, Timestamp
+from easel_shared.schemas import Generation, Page, PublicModel, Timestamp
 from easel_shared.settings import DEFAULT_ACCOUNT_MAX_RUNNING
 
 LedgerKind = Literal["grant", "debit", "reserve", "capture", "release"]
@@ -81,6 +81,44 @@ class Quote(PublicModel):
     credits: int
     balance: int
     affordable: bool
+
+
+class RunQuoteItem(PublicModel):
+    node_id: str
+    model_id: str
+    credits: int
+
+
+class RunQuote(PublicModel):
+    """The price of a whole run: the sum of its nodes' generations."""
+
+    credits: int
+    balance: int
+    affordable: bool
+    order: list[str] = Field(description="the node ids in the order they will be accepted (dependency order)")
+    nodes: list[RunQuoteItem] = Field(description="each node's model and price, in that order")
+
+
+class RunItem(PublicModel):
+    node_id: str
+    generation: Generation
+
+
+RunStatus = Literal["running", "succeeded", "failed", "canceled"]
+
+
+class Run(PublicModel):
+    """Image nodes of one board generated in dependency order, each after the ones it depends on."""
+
+    id: str
+    board_id: str
+    status: RunStatus = Field(
+        description="running while a generation of it is active; then succeeded (all did), canceled (the run "
+                    "was canceled, or one of its generations), or failed (one failed)")
+    credits: int = Field(description="the price of the whole run, reserved when it was accepted")
+    items: list[RunItem] = Field(description="one per node, in dependency order")
+    created_at: Timestamp
+    canceled_at: Timestamp | None
 
 
 class LedgerPage(Page[LedgerEntry]):

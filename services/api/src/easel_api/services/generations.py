@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -13,14 +14,13 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_api.schemas.requests import GenerationCreate
 from easel_api.services.common import image_node_or_404, node_or_404
-from easel_shared import events, lifecycle, node_updates, scheduler
+from easel_shared import events, lifecycle, node_updates, scheduler, upstream
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.catalog import ModelSpec, ResolvedParams, availability, resolve_params
-from easel_shared.domain.generation import resolved_prompt
 from easel_shared.ids import new_id
-from easel_shared.models import Account, Generation
+from easel_shared.models import Account, Generation, Node
 from easel_shared.repositories import accounts as accounts_repo
 from easel_shared.repositories import boards as repo
 from easel_shared.repositories import generations as generations_repo
@@ -55,7 +55,7 @@ def list_models(ctx: AppContext) -> dict[str, Any]:
     return {"items": [model_view(m) for m in ctx.catalog.models], "next_cursor": None}
 
 
-def _spec_and_price(ctx: AppContext, model_id: str, params: dict[str, Any]) -> tuple[ModelSpec, ResolvedParams]:
+def spec_and_price(ctx: AppContext, model_id: str, params: dict[str, Any]) -> tuple[ModelSpec, ResolvedParams]:
     spec = ctx.catalog.get(model_id)
     if spec is None:
         raise errors.UnknownModel()
@@ -70,13 +70,15 @@ def quote(ctx: AppContext, account: Account, node_id: str, model_id: str, params
         image_node_or_404(session, account, node_id)
         balance = accounts_repo.get(session, account.id)
         assert balance is not None
-    _, resolved = _spec_and_price(ctx, model_id, params)
+    _, resolved = spec_and_price(ctx, model_id, params)
     credits = resolved.credits
     return {"credits": credits, "balance": balance.credits, "affordable": balance.credits >= credits}
 
 
 def _fingerprint(node_id: str, body: GenerationCreate) -> str:
-    raw = json.dumps({"node_id": node_id, **body.model_dump()}, sort_keys=True, separators=(",", ":"))
+    # `after_upstream` counts only when set, so a request sent before it existed keeps its print.
+    fields = body.model_dump(exclude=None if body.after_upstream else {"after_upstream"})
+    raw = json.dumps({"node_id": node_id, **fields}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -144,83 +146,112 @@ def _accept_in_tx(
         session.refresh(node)
         if body.prompt is not None:
             node.prompt = body.prompt
-        if node.status == "generating":
-            raise errors.AlreadyGenerating()
-        # The node's direct neighbourhood is all the rules read: its incoming edges with their
-        # sources (in connection order) and its generating targets, two indexed queries.
-        upstream = graph_repo.incoming_with_sources(session, [node.id])
-        upstream_text = [r.text for r in upstream if r.kind == "text"]
-        blocking = list(dict.fromkeys(r.source_node_id for r in upstream if r.status == "generating"))
-        if blocking:
-            raise errors.UpstreamInProgress(blocking_node_ids=blocking)
-        busy_downstream = graph_repo.generating_targets(session, node.id)
-        if busy_downstream:
-            raise errors.DownstreamInProgress(blocking_node_ids=busy_downstream)
-        prompt = resolved_prompt(upstream_text, node.prompt)
-        if not node.prompt.strip() and not upstream_text:
-            raise errors.PromptRequired()
-        spec, resolved = _spec_and_price(ctx, body.model_id, body.params)
-        credits = resolved.credits
-        # The snapshot holds every parameter the model will see; a missing seed is drawn now so
-        # a retry of this generation renders the same picture.
-        params = {
-            "resolution": resolved.resolution,
-            "aspect_ratio": resolved.aspect_ratio,
-            "seed": resolved.seed if resolved.seed is not None else secrets.randbelow(2**31),
-        }
-        references = [r for r in upstream if r.kind == "image"]
-        fits, why_not = availability(spec, len(references))
-        if not fits:
-            raise errors.TooManyReferences(
-                why_not,
-                max_reference_images=spec.max_reference_images,
-                connected=len(references),
-            )
-        if body.expected_credits is not None and body.expected_credits != credits:
-            raise errors.PriceChanged(
-                f"This generation costs {credits} credits, not {body.expected_credits}.", credits=credits
-            )
-        gen = Generation(
-            id=new_id("gen"),
-            node_id=node.id,
-            board_id=node.board_id,
-            account_id=account.id,
-            active_node_id=node.id,
-            status="queued",
-            model_id=spec.id,
-            params=params,
-            prompt=prompt,
-            # Upstream images in connection order; never the node's own image.
-            reference_image_ids=[r.image_id for r in references if r.image_id],
-            credits=credits,
-            idempotency_key=idempotency_key,
-            request_fingerprint=fingerprint,
-            enqueued_at=utcnow(),
-            request_id=request_id,
+        ask = Ask(body.model_id, dict(body.params), after_upstream=body.after_upstream,
+                  expected_credits=body.expected_credits, idempotency_key=idempotency_key,
+                  fingerprint=fingerprint, request_id=request_id)
+        return accept_locked(ctx, session, account, node, ask)[1]
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One generation asked for: the model and its parameters (they become the node's), and how."""
+
+    model_id: str
+    params: dict[str, Any]
+    #: Wait for direct upstream nodes that are generating instead of refusing (`upstream`).
+    after_upstream: bool = False
+    expected_credits: int | None = None
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+    request_id: str | None = None
+
+
+def accept_locked(ctx: AppContext, session: Session, account: Account, node: Node,
+                  ask: Ask) -> tuple[Generation, dict[str, Any]]:
+    """Check the rules and accept one generation on `node`, whose board lock the caller holds:
+    reserve its credits, insert it, mark the node generating, hand it to the scheduler (or leave
+    it waiting for its upstream) and stage its events. Returns it and its view; raises the
+    rule's DomainError otherwise."""
+    if node.status == "generating":
+        raise errors.AlreadyGenerating()
+    # The node's direct neighbourhood is all the rules read: its incoming edges with their
+    # sources (in connection order) and its generating targets, two indexed queries.
+    inputs = upstream.inputs_of(graph_repo.incoming_with_sources(session, [node.id]), node.prompt)
+    if inputs.generating and not ask.after_upstream:
+        raise errors.UpstreamInProgress(blocking_node_ids=inputs.generating)
+    # A node whose downstream node is active (running, queued, or waiting for it) cannot start:
+    # that node's inputs would change under it.
+    busy_downstream = graph_repo.generating_targets(session, node.id)
+    if busy_downstream:
+        raise errors.DownstreamInProgress(blocking_node_ids=busy_downstream)
+    if not inputs.has_prompt:
+        raise errors.PromptRequired()
+    spec, resolved = spec_and_price(ctx, ask.model_id, ask.params)
+    credits = resolved.credits
+    # The snapshot holds every parameter the model will see; a missing seed is drawn now so
+    # a retry of this generation renders the same picture.
+    params = {
+        "resolution": resolved.resolution,
+        "aspect_ratio": resolved.aspect_ratio,
+        "seed": resolved.seed if resolved.seed is not None else secrets.randbelow(2**31),
+    }
+    fits, why_not = availability(spec, inputs.references)
+    if not fits:
+        raise errors.TooManyReferences(
+            why_not,
+            max_reference_images=spec.max_reference_images,
+            connected=inputs.references,
         )
-        if not accounts_repo.reserve(session, account.id, credits, gen.id):
-            balance = accounts_repo.get(session, account.id)
-            raise errors.InsufficientCredits(
-                f"This generation costs {credits} credits; {balance.credits if balance else 0} are available.",
-                credits=credits,
-            )
-        session.add(gen)
-        node.status = "generating"
-        node.active_generation_id = gen.id
-        node.model_id = spec.id
-        node.params = dict(body.params)
-        node.error_code = node.error_message = None
-        repo.touch(node)
-        session.add(node)
-        session.flush()
-        # Handed to the broker now if its account and model have a free slot; else it waits its
-        # turn (`blocked_by`) and the scheduler's fill pass sends it when a slot frees.
-        limits = _limits(ctx)
-        scheduler.admit(session, gen, limits)
-        view = generation_view(gen, scheduler.queue_info(session, gen, limits))
-        events.stage(session, node.board_id, "generation.queued", view)
-        node_updates.stage(session, node.board_id, ctx.base_url, node_updates.Change.state_of(node.id))
-        return view
+    if ask.expected_credits is not None and ask.expected_credits != credits:
+        raise errors.PriceChanged(
+            f"This generation costs {credits} credits, not {ask.expected_credits}.", credits=credits
+        )
+    gen = Generation(
+        id=new_id("gen"),
+        node_id=node.id,
+        board_id=node.board_id,
+        account_id=account.id,
+        active_node_id=node.id,
+        status="queued",
+        model_id=spec.id,
+        params=params,
+        # Waiting for its upstream, these are provisional: resolved again when it is released.
+        prompt=inputs.prompt,
+        reference_image_ids=inputs.reference_image_ids,
+        credits=credits,
+        idempotency_key=ask.idempotency_key,
+        request_fingerprint=ask.fingerprint,
+        enqueued_at=utcnow(),
+        request_id=ask.request_id,
+    )
+    if inputs.generating:
+        # Accepted now (credits reserved), started when they end (`easel_shared.upstream`).
+        gen.blocked_by = scheduler.UPSTREAM
+        gen.waits_for = upstream.active_generations(session, inputs.generating)
+    if not accounts_repo.reserve(session, account.id, credits, gen.id):
+        balance = accounts_repo.get(session, account.id)
+        raise errors.InsufficientCredits(
+            f"This generation costs {credits} credits; {balance.credits if balance else 0} are available.",
+            credits=credits,
+        )
+    session.add(gen)
+    node.status = "generating"
+    node.active_generation_id = gen.id
+    node.model_id = spec.id
+    node.params = dict(ask.params)
+    node.error_code = node.error_message = None
+    repo.touch(node)
+    session.add(node)
+    session.flush()
+    # Handed to the broker now if its account and model have a free slot; else it waits its
+    # turn (`blocked_by`) and the scheduler's fill pass sends it when a slot frees. One waiting
+    # for its upstream is left alone until then.
+    limits = _limits(ctx)
+    scheduler.admit(session, gen, limits)
+    view = generation_view(gen, scheduler.queue_info(session, gen, limits))
+    events.stage(session, node.board_id, "generation.queued", view)
+    node_updates.stage(session, node.board_id, ctx.base_url, node_updates.Change.state_of(node.id))
+    return gen, view
 
 
 def _generation_or_404(session: Session, account: Account, generation_id: str) -> Generation:
