@@ -41,8 +41,8 @@ MARKER = re.compile(rb'id: \d+-\d+\nevent: node\.updated\ndata: [^\n]*?"position
 
 
 @contextlib.contextmanager
-def local_api(workdir: Path, log_level: str) -> Iterator[tuple[str, int]]:
-    """Yields (api_url, api_port) with Redis and one api process running."""
+def local_api(workdir: Path, log_level: str) -> Iterator[tuple[str, int, int]]:
+    """Yields (api_url, api_port, api_pid) with Redis and one api process running."""
     with contextlib.ExitStack() as stack:
         redis_server = start_redis(stack)
         db_url = f"sqlite:///{workdir / 'bench.db'}"
@@ -50,8 +50,15 @@ def local_api(workdir: Path, log_level: str) -> Iterator[tuple[str, int]]:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = api_env(db_url, redis_server.url, workdir, port, LOG_LEVEL=log_level)
-        stack.enter_context(running("easel_api", env, f"{url}/readyz", log=workdir / "api.log"))
-        yield url, port
+        proc = stack.enter_context(running("easel_api", env, f"{url}/readyz", log=workdir / "api.log"))
+        yield url, port, proc.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux `/proc`): unlike latency, it hardly
+    moves with the machine's other load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -66,6 +73,8 @@ class Result:
     connect_s: float
     from_request_ms: list[float]
     from_response_ms: list[float]
+    #: The api process's CPU time per measured change (its PATCH and the fan-out to every subscriber).
+    api_cpu_ms: float
 
 
 async def _listen(sub: Subscriber, arrived: dict[int, asyncio.Event], counts: dict[int, int], n: int) -> None:
@@ -85,7 +94,8 @@ async def _listen(sub: Subscriber, arrived: dict[int, asyncio.Event], counts: di
         data = data[-4096:] + chunk  # a frame split across reads is found on the next pass
 
 
-async def measure(url: str, port: int, api_key: str, board: str, node: str, n: int, rounds: int) -> Result:
+async def measure(url: str, port: int, pid: int, api_key: str, board: str, node: str, n: int,
+                  rounds: int) -> Result:
     gate = asyncio.Semaphore(100)
 
     async def connect() -> Subscriber:
@@ -113,17 +123,20 @@ async def measure(url: str, port: int, api_key: str, board: str, node: str, n: i
 
     from_request: list[float] = []
     from_response: list[float] = []
+    cpu = 0.0
     try:
         base = int(time.time()) % 100_000 * 1000  # fresh markers on every run
         for i in range(WARMUP_ROUNDS + rounds):
             r = base + i
             arrived[r] = asyncio.Event()
+            cpu_before = cpu_seconds(pid)
             sent, done = await asyncio.to_thread(change, r)
             if counts.get(r, 0) == n:
                 arrived[r].set()
             await asyncio.wait_for(arrived[r].wait(), 60)
             if i < WARMUP_ROUNDS:
                 continue
+            cpu += cpu_seconds(pid) - cpu_before
             from_request += [(s.received[r] - sent) * 1000 for s in subs]
             from_response += [(s.received[r] - done) * 1000 for s in subs]
             await asyncio.sleep(0.05)
@@ -133,10 +146,10 @@ async def measure(url: str, port: int, api_key: str, board: str, node: str, n: i
             task.cancel()
         for s in subs:
             s.stream.close()
-    return Result(n, connect_s, from_request, from_response)
+    return Result(n, connect_s, from_request, from_response, cpu / rounds * 1000)
 
 
-async def run(args: argparse.Namespace, url: str, port: int) -> list[Result]:
+async def run(args: argparse.Namespace, url: str, port: int, pid: int) -> list[Result]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
         r = await c.post("/v1/admin/accounts", json={"name": "bench", "credits": 0},
                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -146,7 +159,7 @@ async def run(args: argparse.Namespace, url: str, port: int) -> list[Result]:
         node = (await c.post(f"/v1/boards/{board}/nodes", json={"kind": "image"}, headers=auth)).json()["id"]
     results = []
     for n in args.subscribers:
-        results.append(await measure(url, port, key, board, node, n, args.rounds))
+        results.append(await measure(url, port, pid, key, board, node, n, args.rounds))
         await asyncio.sleep(1.0)  # let the api drop the previous subscribers
     return results
 
@@ -158,18 +171,26 @@ def main() -> None:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="easel-bench-events-") as tmp, \
-            local_api(Path(tmp), args.log_level) as (url, port):
-        results = asyncio.run(run(args, url, port))
+            local_api(Path(tmp), args.log_level) as (url, port, pid):
+        results = asyncio.run(run(args, url, port, pid))
     print(f"\nLive events: one change -> every subscriber of one board ({os.cpu_count()} CPUs, "
           f"{args.rounds} changes each; api, Redis and the subscribers on this machine)")
     print(f"{'':>11}  {'':>8}  {'from request':^15}  {'from response':^15}")
-    print(f"{'subscribers':>11}  {'connect':>8}" + "  {:>7}  {:>6}".format("p50 ms", "p99") * 2)
+    print(f"{'subscribers':>11}  {'connect':>8}" + "  {:>7}  {:>6}".format("p50 ms", "p99") * 2
+          + f"  {'api CPU/change':>14}")
     for res in results:
         cols = "".join(f"  {percentile(v, 50):>7.1f}  {percentile(v, 99):>6.1f}"
                        for v in (res.from_request_ms, res.from_response_ms))
-        print(f"{res.subscribers:>11}  {res.connect_s:>7.1f}s{cols}")
+        print(f"{res.subscribers:>11}  {res.connect_s:>7.1f}s{cols}  {res.api_cpu_ms:>11.1f} ms")
     print("from request / response: the committing PATCH being sent / its response arriving, to arrival\n"
-          "(negative: the event outran the response, which the api sends after publishing).")
+          "(negative: the event outran the response, which the api sends after publishing).\n"
+          "api CPU/change: the api process's CPU time per change (its PATCH and the fan-out), which\n"
+          "moves far less with the machine's other load than the latencies do.")
+    if len(results) > 1:
+        small, big = results[0], results[-1]
+        per_sub = (big.api_cpu_ms - small.api_cpu_ms) / (big.subscribers - small.subscribers) * 1000
+        print(f"fan-out CPU per subscriber per event: {per_sub:.1f} us "
+              f"(from {small.subscribers} to {big.subscribers} subscribers)")
 
 
 if __name__ == "__main__":

@@ -246,10 +246,10 @@ def test_stopping_the_api_ends_open_streams(stack: Stack, account: Account, boar
 
 def test_idle_streams_get_keep_alives(stack: Stack, account: Account, board: dict,
                                       own_api: tuple[Any, ServerThread], monkeypatch: pytest.MonkeyPatch) -> None:
-    from easel_api.routes import events as events_route
+    from easel_api import live
 
     _, server = own_api
-    monkeypatch.setattr(events_route, "KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(live, "KEEPALIVE_SECONDS", 0.2)
     with sse(server.url, board, account) as client:
         client.wait_for_type("board.snapshot")
         wait_for(lambda: client.comments >= 3, timeout=30, what="keep-alive comments")

@@ -171,9 +171,9 @@ def test_a_client_that_never_reads_does_not_hold_up_others(stack: Stack, account
 
 def test_a_client_too_far_behind_is_cut_off_and_resumes_without_loss(
         stack: Stack, account: Account, board: dict, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from easel_api.routes import events as events_route
+    from easel_api import live
 
-    monkeypatch.setattr(events_route, "QUEUE_LIMIT", 30)
+    monkeypatch.setattr(live, "QUEUE_LIMIT", 30)
     c, b = account.client, board["id"]
     txt = c.post(f"/v1/boards/{b}/nodes", json={"kind": "text", "text": "seed"}).json()
     # Each text edit also updates every node it feeds: five big events per PATCH fill the socket

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from easel_api.routes.events import resume_id
+from easel_api.live import resume_id
 from easel_shared.domain.node_params import params_problem
 from easel_shared.http_errors import validation_summary
 from easel_shared.http_limits import MAX_JSON_DEPTH, is_json, json_problem

@@ -8,7 +8,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol, TypeVar
 
 import redis
@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from sqlalchemy.engine import Engine
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from easel_shared.db import session_scope
 from easel_shared.domain.errors import Unauthenticated
@@ -39,25 +41,47 @@ HTTP_REQUESTS = Counter("easel_http_requests_total", "HTTP requests", ["service"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def install_observability(app: FastAPI, service: str) -> None:
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        incoming = request.headers.get("x-request-id", "")
+class _Observe:
+    """Request ids (the caller's `X-Request-ID` when well-formed, else a new one: in the logs'
+    context, on `request.state` and on the response) and the request metrics, as a plain ASGI
+    middleware. (It was a `BaseHTTPMiddleware`, which passes every chunk of a response through
+    a memory stream and a task of its own: measured, that cost every live-event frame to every
+    subscriber, and every upload's body, an extra task switch or more.)"""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get("x-request-id", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else "req_" + secrets.token_hex(8)
-        request.state.request_id = request_id
-        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id  # `request.state.request_id`
         started = time.perf_counter()
+
+        async def observed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Timed to the response's start, as before: a live event stream is not one
+                # long request.
+                route = scope.get("route")
+                labels = (self.service, scope["method"], getattr(route, "path", "unmatched"),
+                          str(message["status"]))
+                HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+                HTTP_REQUESTS.labels(*labels).inc()
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        token = request_id_var.set(request_id)
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, observed)
         finally:
             request_id_var.reset(token)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        labels = (service, request.method, path, str(response.status_code))
-        HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(*labels).inc()
-        response.headers["X-Request-ID"] = request_id
-        return response
+
+
+def install_observability(app: FastAPI, service: str) -> None:
+    app.add_middleware(_Observe, service=service)
 
 
 def health_router(get_deps: Callable[[Request], tuple[Any, Any, ObjectStore]]) -> APIRouter:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from easel_api import live
 from easel_api.context import build_context
 from easel_api.deps import get_ctx
 from easel_api.errors import install_error_handlers
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    poll_seconds=ctx.settings.outbox_poll_seconds,
                                    retention_seconds=ctx.settings.outbox_retention_seconds)
         relay_thread.start()
-        app.state.hub = events.EventHub(ctx)
+        app.state.hub = live.EventHub(ctx)
         # Startup objects live for the whole process: keep them out of the collector's full
         # passes, whose pauses showed up as event-delivery p99 with 1000 subscribers.
         gc.collect()
