@@ -165,11 +165,14 @@ def test_unsupported_format(account: Account, node: dict[str, Any], data: bytes)
         pytest.param(b"", id="empty"),
     ],
 )
-def test_invalid_image(account: Account, node: dict[str, Any], data: bytes) -> None:
+def test_invalid_image(stack: Stack, account: Account, node: dict[str, Any], data: bytes) -> None:
     r = post_file(account.client, node["id"], data)
     assert error_code(r, 422) == "invalid_image"
     after = account.client.get(f"/v1/nodes/{node['id']}").json()
     assert after["status"] == "empty" and after["image"] is None
+    # The original's write starts before the decode refuses it (magic bytes say PNG, JPEG or
+    # WebP): the refusal deletes it again, so nothing is left in the bucket.
+    assert [o.key for o in stack.store.list_keys(f"images/{account.id}/")] == []
 
 
 # --------------------------------------------------------------------------- size limit

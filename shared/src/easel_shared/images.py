@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from easel_shared.ids import new_id
-from easel_shared.imaging import THUMBNAIL_CONTENT_TYPE, ImageInfo, make_thumbnail
+from easel_shared.imaging import THUMBNAIL_CONTENT_TYPE, ImageInfo, make_thumbnail, sniff_format
+from easel_shared.imaging.formats import BY_CONTENT_TYPE
 from easel_shared.models import Image
 from easel_shared.storage import ObjectStore
 
+log = logging.getLogger(__name__)
 _writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="image-writer")
 
 _THUMB_EXT = {"image/webp": "webp", "image/png": "png", "image/jpeg": "jpg"}
@@ -18,16 +22,53 @@ def thumbnail_ext() -> str:
     return _THUMB_EXT.get(THUMBNAIL_CONTENT_TYPE, "bin")
 
 
+@dataclass(frozen=True)
+class EarlyOriginal:
+    """An original whose write started before its bytes were validated (an upload: the write
+    overlaps the decode). Pass it to `store_image` once they are valid, else to `discard`."""
+
+    image_id: str
+    key: str
+    content_type: str
+    written: Future[None]
+
+
+def start_original(store: ObjectStore, account_id: str, data: bytes) -> EarlyOriginal | None:
+    """Start writing `data` as an image's original, in the format its magic bytes name (None
+    when they name none: the validation refuses it anyway)."""
+    fmt = BY_CONTENT_TYPE.get(sniff_format(data[:16]) or "")
+    if fmt is None:
+        return None
+    image_id = new_id("img")
+    key = f"images/{account_id}/{image_id}.{fmt.extension}"
+    return EarlyOriginal(image_id, key, fmt.content_type, _writer.submit(store.put, key, data, fmt.content_type))
+
+
+def discard(store: ObjectStore, early: EarlyOriginal) -> None:
+    """Refused bytes: wait for their write, then delete them. Best effort: an object left
+    behind belongs to no row, and the orphan collector removes it after its grace period."""
+    try:
+        early.written.result()
+        store.delete(early.key)
+    except Exception:
+        log.warning("could not remove the refused upload %s; the orphan collector will", early.key, exc_info=True)
+
+
 def store_image(store: ObjectStore, account_id: str, data: bytes, info: ImageInfo, source: str,
-                image_id: str | None = None, thumbnail: bytes | None = None) -> Image:
+                image_id: str | None = None, thumbnail: bytes | None = None,
+                early: EarlyOriginal | None = None) -> Image:
     """Write the bytes and a thumbnail (`thumbnail`: one already rendered, e.g. by
     `inspect_with_thumbnail` from the decode that validated the bytes); the caller adds the
-    returned row to its session."""
-    image_id = image_id or new_id("img")
-    key = f"images/{account_id}/{image_id}.{info.extension}"
+    returned row to its session. `early`: the original's write already started
+    (`start_original`)."""
+    if early is not None and early.content_type != info.content_type:
+        discard(store, early)  # the magic bytes and the decoder disagree: write it as decoded
+        early = None
+    image_id = early.image_id if early is not None else image_id or new_id("img")
+    key = early.key if early is not None else f"images/{account_id}/{image_id}.{info.extension}"
     thumb_key = f"images/{account_id}/{image_id}.thumb.{thumbnail_ext()}"
     # The original's upload overlaps the thumbnail's rendering (both mostly release the GIL).
-    original = _writer.submit(store.put, key, data, info.content_type)
+    original = early.written if early is not None else _writer.submit(store.put, key, data, info.content_type)
     try:
         store.put(thumb_key, thumbnail if thumbnail is not None else make_thumbnail(data), THUMBNAIL_CONTENT_TYPE)
     finally:

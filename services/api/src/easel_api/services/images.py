@@ -10,7 +10,7 @@ from easel_shared import lifecycle, node_updates
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
-from easel_shared.images import store_image
+from easel_shared.images import discard, start_original, store_image
 from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_with_thumbnail
 from easel_shared.models import Account, Image
 from easel_shared.node_updates import Change
@@ -24,16 +24,22 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
             raise errors.UploadNotAvailable()
     if not data:
         raise errors.ImageInvalid("The file is empty.")
+    # The original's write starts now and overlaps the decode (refused bytes are deleted again).
+    # Bytes go to storage before the row that points at them commits; a failed commit leaves
+    # only an unreferenced object, never a node pointing at nothing.
+    early = start_original(ctx.store, account.id, data)
     try:
         # One decode validates the upload and renders its thumbnail.
         info, thumbnail = inspect_with_thumbnail(data, max_pixels=ctx.settings.max_image_pixels)
-    except ImageRejected as exc:
+    except BaseException as exc:
+        if early is not None:
+            discard(ctx.store, early)
+        if not isinstance(exc, ImageRejected):
+            raise
         if exc.code == "unsupported_format":
             raise errors.UnsupportedFormat(exc.message) from None
         raise errors.ImageInvalid(exc.message) from None
-    # Bytes go to storage before the row that points at them commits; a failed commit leaves
-    # only an unreferenced object, never a node pointing at nothing.
-    image = store_image(ctx.store, account.id, data, info, "upload", thumbnail=thumbnail)
+    image = store_image(ctx.store, account.id, data, info, "upload", thumbnail=thumbnail, early=early)
     canceled: list[str] = []
     with session_scope(ctx.engine) as session:
         repo.lock_board(session, node.board_id)
