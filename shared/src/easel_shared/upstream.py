@@ -28,13 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, text
-from sqlmodel import Session, col, select
+from sqlalchemy import Row
+from sqlmodel import Session
 
 from easel_shared import events, scheduler
 from easel_shared.domain.generation import REASONS, resolved_prompt
 from easel_shared.models import Generation, Node
-from easel_shared.models.tables import UPSTREAM_WAIT_SQL
+from easel_shared.repositories import generations as generations_repo
 from easel_shared.repositories import graph as graph_repo
 from easel_shared.views import generation_view
 
@@ -45,8 +45,6 @@ _MESSAGES = {
     UPSTREAM_FAILED: "A generation upstream of this node failed.",
     UPSTREAM_CANCELED: "A generation upstream of this node was canceled.",
 }
-
-_upstream_wait = text(UPSTREAM_WAIT_SQL)
 
 
 @dataclass(frozen=True)
@@ -99,9 +97,7 @@ def after_end(session: Session, ended: Generation) -> list[Ending]:
     are released are handled here; those that must end are returned, for the caller to end
     (`lifecycle.end_generation`, which settles what waited for them in turn)."""
     session.flush()  # the queries below read what the caller just changed (the upstream's node)
-    waiting = session.exec(
-        select(Generation).where(col(Generation.board_id) == ended.board_id, _upstream_wait)
-    ).all()
+    waiting = generations_repo.waiting_for_upstream(session, ended.board_id)
     out: list[Ending] = []
     for gen in waiting:
         if ended.id not in (gen.waits_for or ()):

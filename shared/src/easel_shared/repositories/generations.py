@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
 from easel_shared.clock import utcnow
 from easel_shared.models import Generation, OutboxEvent
+from easel_shared.models.tables import UPSTREAM_WAIT_SQL
 from easel_shared.repositories.outbox import DISPATCH_GENERATION
 from easel_shared.repositories.paging import newest_first
 
@@ -125,3 +126,11 @@ def save_progress(session: Session, generation_id: str, token: str, progress: di
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     return session.get(Generation, generation_id)
+
+
+def waiting_for_upstream(session: Session, board_id: str) -> list[Generation]:
+    """The board's generations waiting for upstream nodes to finish (`easel_shared.upstream`),
+    through the partial index `ix_generations_upstream_wait`."""
+    return list(session.exec(
+        select(Generation).where(col(Generation.board_id) == board_id, text(UPSTREAM_WAIT_SQL))
+    ).all())
