@@ -15,9 +15,9 @@ from easel_shared.db import session_scope
 from easel_shared.models import Asset, OutboxEvent
 from easel_shared.repositories.outbox import RETAIN_IMAGE
 from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import Account, Stack, png_bytes, wait_for
+from tests.fixtures.stack import Account, Stack, one_database, png_bytes, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, one_database()]
 
 
 # -- helpers ----------------------------------------------------------------------------------- #

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.stack import Account, Stack, png_bytes
+from tests.fixtures.stack import Account, Stack, one_database, png_bytes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, one_database("sqlite")]
 
 KINDS = ("text", "image", "video")
 ALLOWED = {("text", "text"), ("text", "image"), ("text", "video"),

@@ -24,7 +24,7 @@ from playwright.sync_api import BrowserContext, Locator, Page, expect, sync_play
 
 from tests.fixtures.generation import STUDIO, connect, image_node, text_node, upload
 from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import Account, ServerThread, Stack, png_bytes, wait_for
+from tests.fixtures.stack import Account, ServerThread, Stack, one_database, png_bytes, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -35,15 +35,8 @@ UPSTREAM_BUSY = "Upstream task in progress."
 PAGE_ERRORS: dict[Page, list[str]] = {}  # uncaught exceptions of the page's scripts
 WAIT_MS = 20_000  # longest wait for page state (generous for a 2-core machine; never a sleep)
 
-# The canvas is the same page whichever database the api uses; one pass (SQLite) keeps the
-# suite's time down. The PostgreSQL param is skipped by declaration rather than by a fixture:
-# a fixture would only run after the session-scoped PostgreSQL stack had been started.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.parametrize("stack", ["sqlite", pytest.param("postgresql", marks=pytest.mark.skip(
-        reason="browser tests run on the SQLite stack only: the page does not depend on the database"))],
-        indirect=True),
-]
+# The canvas is the same page whichever database the api uses: one pass, on SQLite.
+pytestmark = [pytest.mark.integration, one_database("sqlite")]
 
 expect.set_options(timeout=WAIT_MS)
 

@@ -43,14 +43,13 @@ from tests.fixtures.infra import missing
 from tests.fixtures.processes import running, service_env
 from tests.fixtures.s3 import free_port
 from tests.fixtures.sse import SSEClient
-from tests.fixtures.stack import ADMIN_TOKEN, Account, ServerThread, Stack, wait_for
+from tests.fixtures.stack import ADMIN_TOKEN, Account, ServerThread, Stack, one_database, wait_for
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.parametrize("stack", ["sqlite", pytest.param("postgresql", marks=pytest.mark.skip(
-        reason="chaos tests run on the SQLite stack; the PostgreSQL restart test starts its own server"))],
-        indirect=True),
+    # On the SQLite stack: the PostgreSQL restart test starts a PostgreSQL server of its own.
+    one_database("sqlite"),
 ]
 
 PARAMS = {"resolution": "1K", "aspect_ratio": "16:9"}  # the cheapest built-in render

@@ -31,9 +31,9 @@ from easel_client import (
 )
 from tests.fixtures.generation import PARAMS_1K, SKETCH, STUDIO
 from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import ADMIN_TOKEN, ServerThread, Stack, png_bytes, wait_for
+from tests.fixtures.stack import ADMIN_TOKEN, ServerThread, Stack, one_database, png_bytes, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, one_database()]
 
 FAST_RETRIES = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
 

@@ -7,9 +7,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from easel_shared import schemas
-from tests.fixtures.stack import Stack
+from tests.fixtures.stack import Stack, one_database
 
-pytestmark = [pytest.mark.integration, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.integration, one_database("sqlite")]
 
 
 def test_null_node_params_are_part_of_the_node_shape(stack: Stack) -> None:

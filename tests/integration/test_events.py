@@ -13,9 +13,9 @@ from tests.fixtures.gates import ModelGate
 from tests.fixtures.processes import api_process
 from tests.fixtures.s3 import free_port
 from tests.fixtures.sse import Event, SSEClient
-from tests.fixtures.stack import Account, ServerThread, Stack, wait_for
+from tests.fixtures.stack import Account, ServerThread, Stack, one_database, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, one_database()]
 
 GENERATION_EVENTS = ("generation.queued", "generation.started", "generation.succeeded")
 

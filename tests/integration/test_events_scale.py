@@ -16,9 +16,9 @@ import pytest
 
 from tests.fixtures.s3 import free_port
 from tests.fixtures.sse import RawSSE, SSEClient, abort_socket, events_request
-from tests.fixtures.stack import Account, ServerThread, Stack, wait_for
+from tests.fixtures.stack import Account, ServerThread, Stack, one_database, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120), one_database()]
 
 SUBSCRIBERS = int(os.environ.get("EASEL_EVENTS_SUBSCRIBERS", "1000"))
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.fixtures.processes import running, service_env
 from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import Account, Stack, png_bytes, wait_for
+from tests.fixtures.stack import Account, Stack, one_database, png_bytes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -190,6 +190,7 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 @pytest.mark.slow
+@one_database("sqlite")  # the api's memory while it reads bodies: the database plays no part
 def test_concurrent_heavy_uploads_stay_under_the_memory_ceiling(stack: Stack, account: Account,
                                                                  board: dict[str, Any], heavy_png: bytes) -> None:
     port = free_port()

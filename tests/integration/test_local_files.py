@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import ServerThread, Stack, make_settings, png_bytes
+from tests.fixtures.stack import ServerThread, Stack, make_settings, one_database, png_bytes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, one_database("sqlite")]
 
 
 @pytest.fixture(scope="module")

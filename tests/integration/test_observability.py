@@ -9,9 +9,9 @@ import pytest
 
 from easel_shared.logs import ContextFilter
 from tests.fixtures.generation import image_node, wait_final
-from tests.fixtures.stack import Account, Stack, wait_for
+from tests.fixtures.stack import Account, Stack, one_database, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, one_database("sqlite")]
 
 
 def test_request_id_reaches_the_generation_and_the_worker_logs(

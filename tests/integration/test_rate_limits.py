@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.fixtures.processes import api_process
-from tests.fixtures.stack import Account, Stack
+from tests.fixtures.stack import Account, Stack, one_database
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, one_database()]
 
 LIMIT = 5
 

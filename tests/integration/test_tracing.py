@@ -13,9 +13,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from easel_shared.migrate import upgrade
 from tests.fixtures.processes import api_process, running, service_env
-from tests.fixtures.stack import Stack, wait_for
+from tests.fixtures.stack import Stack, one_database, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, one_database()]
 
 
 class Collector:

@@ -14,11 +14,11 @@ from sqlmodel import Session
 
 from easel_shared.models import Generation
 from tests.fixtures.generation import get_gen, ledger_kinds, node, stored_image, wait_final, wait_status, worker_env
-from tests.fixtures.stack import Account, Stack, wait_for
+from tests.fixtures.stack import Account, Stack, one_database, wait_for
 from tests.fixtures.vendor_catalog import Vendors
 from tests.integration.test_vendors import SIZE, start, submits_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, one_database()]
 
 
 def sweep_once() -> dict[str, int]:

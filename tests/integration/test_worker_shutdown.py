@@ -21,9 +21,9 @@ from tests.fixtures.generation import (
     wait_status,
     worker_env,
 )
-from tests.fixtures.stack import Account, Stack
+from tests.fixtures.stack import Account, Stack, one_database
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, one_database()]
 
 
 def test_sigterm_mid_generation_finishes_it_once(stack: Stack, account: Account, board: dict[str, Any],
