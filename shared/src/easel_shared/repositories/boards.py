@@ -95,7 +95,7 @@ _IMAGE_COLUMNS = _columns(Image, ImageRow)
 
 def board_node_rows(session: Session, board_id: str) -> list[NodeRow]:
     query = sa_select(*_NODE_COLUMNS).where(col(Node.board_id) == board_id).order_by(col(Node.id))
-    return list(map(NodeRow._make, session.connection().execute(query)))
+    return list(map(NodeRow._make, session.connection().execute(query).all()))
 
 
 def board_nodes_page(session: Session, board_id: str, limit: int, cursor: str | None) -> list[NodeRow]:
@@ -108,14 +108,14 @@ def board_nodes_page(session: Session, board_id: str, limit: int, cursor: str | 
 
 def board_edge_rows(session: Session, board_id: str) -> list[EdgeRow]:
     query = sa_select(*_EDGE_COLUMNS).where(col(Edge.board_id) == board_id).order_by(col(Edge.seq), col(Edge.id))
-    return list(map(EdgeRow._make, session.connection().execute(query)))
+    return list(map(EdgeRow._make, session.connection().execute(query).all()))
 
 
 def board_image_rows(session: Session, board_id: str) -> list[ImageRow]:
     """The images the board's nodes show."""
     query = (sa_select(*_IMAGE_COLUMNS).join(Node, col(Node.image_id) == col(Image.id))
              .where(col(Node.board_id) == board_id))
-    return list(map(ImageRow._make, session.connection().execute(query)))
+    return list(map(ImageRow._make, session.connection().execute(query).all()))
 
 
 def get_node(session: Session, account_id: str, node_id: str) -> Node | None:

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from fastapi.responses import JSONResponse
 
 from easel_api.deps import AccountDep, CtxDep
+from easel_api.responses import FastJSONResponse
 from easel_api.schemas.requests import BoardCreate, EdgeCreate, NodeCreate, NodePatch
 from easel_api.services import boards
 from easel_shared.schemas import (
@@ -59,15 +59,15 @@ def list_boards(ctx: CtxDep, account: AccountDep, p: PageDep) -> dict[str, Any]:
 @router.get("/boards/{board_id}", response_model=BoardDocument, responses=error_responses(401, 404, 422))
 def get_board(board_id: str, ctx: CtxDep, account: AccountDep) -> Response:
     # Serialized once, straight from the dicts (a big board's body is large; FastAPI's
-    # response validation would walk it all again before the same json.dumps). The model
-    # documents it; tests/unit/test_public_shapes.py keeps the dicts and the model in step.
-    return JSONResponse(boards.get_board(ctx, account, board_id))
+    # response validation would walk it all again before serializing it). The model documents
+    # it; tests/unit/test_public_shapes.py keeps the dicts and the model in step.
+    return FastJSONResponse(boards.get_board(ctx, account, board_id))
 
 
 @router.get("/boards/{board_id}/nodes", response_model=NodePage, responses=error_responses(401, 404, 422))
 def list_nodes(board_id: str, ctx: CtxDep, account: AccountDep, p: PageDep) -> Response:
     # Up to 200 nodes: built as dicts, like the board read, and serialized once.
-    return JSONResponse(boards.list_nodes(ctx, account, board_id, p.limit, p.cursor))
+    return FastJSONResponse(boards.list_nodes(ctx, account, board_id, p.limit, p.cursor))
 
 
 @router.delete("/boards/{board_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
