@@ -127,7 +127,7 @@ def _wait(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, _Retry) and exc.wait is not None:
         return exc.wait
-    return float(wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)(state))
+    return float(wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)(state))
 
 
 def _message_from(response: httpx.Response) -> str:
