@@ -46,7 +46,7 @@ chromium:
 # Two worker processes: one runs the SQLite stack's tests, the other the PostgreSQL stack's
 # (tests/conftest.py groups them); unit and other tests go to whichever is free. What the database
 # decides runs on both stacks, the rest on one (`one_database` in tests/fixtures/stack.py);
-# EASEL_TEST_BOTH_DATABASES=1 runs everything on both.
+# EASEL_TEST_BOTH_DATABASES=1 runs those on both too.
 PYTEST_WORKERS ?= 2
 
 test: setup lint typecheck chromium

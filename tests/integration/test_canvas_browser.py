@@ -24,7 +24,7 @@ from playwright.sync_api import BrowserContext, Locator, Page, expect, sync_play
 
 from tests.fixtures.generation import STUDIO, connect, image_node, text_node, upload
 from tests.fixtures.s3 import free_port
-from tests.fixtures.stack import Account, ServerThread, Stack, one_database, png_bytes, wait_for
+from tests.fixtures.stack import SQLITE_ONLY, Account, ServerThread, Stack, png_bytes, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,7 +36,7 @@ PAGE_ERRORS: dict[Page, list[str]] = {}  # uncaught exceptions of the page's scr
 WAIT_MS = 20_000  # longest wait for page state (generous for a 2-core machine; never a sleep)
 
 # The canvas is the same page whichever database the api uses: one pass, on SQLite.
-pytestmark = [pytest.mark.integration, one_database("sqlite")]
+pytestmark = [pytest.mark.integration, SQLITE_ONLY]
 
 expect.set_options(timeout=WAIT_MS)
 

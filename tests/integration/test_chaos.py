@@ -43,13 +43,13 @@ from tests.fixtures.infra import missing
 from tests.fixtures.processes import running, service_env
 from tests.fixtures.s3 import free_port
 from tests.fixtures.sse import SSEClient
-from tests.fixtures.stack import ADMIN_TOKEN, Account, ServerThread, Stack, one_database, wait_for
+from tests.fixtures.stack import ADMIN_TOKEN, SQLITE_ONLY, Account, ServerThread, Stack, wait_for
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     # On the SQLite stack: the PostgreSQL restart test starts a PostgreSQL server of its own.
-    one_database("sqlite"),
+    SQLITE_ONLY,
 ]
 
 PARAMS = {"resolution": "1K", "aspect_ratio": "16:9"}  # the cheapest built-in render

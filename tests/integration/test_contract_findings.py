@@ -7,9 +7,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from easel_shared import schemas
-from tests.fixtures.stack import Stack, one_database
+from tests.fixtures.stack import SQLITE_ONLY, Stack
 
-pytestmark = [pytest.mark.integration, one_database("sqlite")]
+pytestmark = [pytest.mark.integration, SQLITE_ONLY]
 
 
 def test_null_node_params_are_part_of_the_node_shape(stack: Stack) -> None:

@@ -32,9 +32,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.fixtures.stack import ADMIN_TOKEN, Stack, one_database, png_bytes
+from tests.fixtures.stack import ADMIN_TOKEN, SQLITE_ONLY, Stack, png_bytes
 
-pytestmark = [pytest.mark.integration, one_database("sqlite")]
+pytestmark = [pytest.mark.integration, SQLITE_ONLY]
 
 # Requests per operation and mode; the stateful run's scenarios and their length. A deeper run
 # by hand: EASEL_FUZZ_SCALE=10 (EASEL_FUZZ_RANDOM=1 for other requests than the fixed seed's).
