@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.fixtures.big_board import BigBoard, build_board
-from tests.fixtures.generation import SKETCH, accepted, connect, generate, node
+from tests.fixtures.generation import SKETCH, accepted, connect, generate, node, upload
 from tests.fixtures.stack import Account, Stack
 
 GROUPS = 600  # 3,000 nodes in groups of five
@@ -113,3 +113,29 @@ def test_another_account_cannot_list_the_nodes(stack: Stack, big: BigBoard) -> N
     other = stack.new_account(credits=0)
     r = other.client.get(f"/v1/boards/{big.board_id}/nodes")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_the_board_read_shows_each_node_and_edge_as_their_own_reads_do(account: Account,
+                                                                      board: dict[str, Any]) -> None:
+    """The board read writes the rows' times and the nodes' stored params straight into its body
+    (orjson); the single reads format them in Python. A client sees the same text from both."""
+    c, b = account.client, board["id"]
+    made = [c.post(f"/v1/boards/{b}/nodes", json=body).json() for body in (
+        {"kind": "text", "text": "une baleine 🐋, \"quoted\"\n"},
+        {"kind": "image"},
+        {"kind": "image"},
+        {"kind": "video"},
+    )]
+    text, image, plain, video = (m["id"] for m in made)
+    r = c.patch(f"/v1/nodes/{image}", json={"prompt": "café", "model_id": SKETCH,
+                                            "params": {"resolution": "1K", "seed": 7}})
+    assert r.status_code == 200, r.text
+    upload(c, plain)
+    edges = [connect(c, b, {"id": s}, {"id": t}) for s, t in ((text, image), (plain, image), (plain, video))]
+    whole = c.get(f"/v1/boards/{b}").json()
+    assert whole["nodes"] == [node(c, n) for n in sorted((text, image, plain, video))]
+    assert whole["edges"] == edges
+    shown = {n["id"]: n for n in whole["nodes"]}
+    assert shown[image]["params"] == {"resolution": "1K", "seed": 7}
+    assert shown[plain]["params"] == {} and shown[plain]["image"]["created_at"].endswith("Z")
+    assert all(n["created_at"].endswith("Z") and n["updated_at"].endswith("Z") for n in whole["nodes"])

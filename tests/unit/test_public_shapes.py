@@ -23,7 +23,15 @@ from easel_shared.db import get_engine
 from easel_shared.migrate import upgrade
 from easel_shared.models import Board, Edge, Generation, Image, Node
 from easel_shared.repositories import accounts as accounts_repo
-from easel_shared.views import board_document, board_view, edge_view, generation_view, image_view, node_view
+from easel_shared.views import (
+    board_document,
+    board_view,
+    edge_view,
+    generation_view,
+    image_view,
+    node_view,
+    node_views,
+)
 
 BASE = "http://api.test"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -114,6 +122,9 @@ def test_board_document_is_a_board_document(tmp_path: Any) -> None:
             Node(id="nod_g", board_id=board.id, account_id=account.id, kind="image", status="generating",
                  active_generation_id="gen_1"),
             Node(id="nod_v", board_id=board.id, account_id=account.id, kind="video"),
+            # A time on a whole second: RFC 3339 without a fraction, in both writers.
+            Node(id="nod_w", board_id=board.id, account_id=account.id, kind="image",
+                 params={"seed": 1}, created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
         ])
         session.flush()
         session.add_all([
@@ -122,8 +133,13 @@ def test_board_document_is_a_board_document(tmp_path: Any) -> None:
             Edge(id="edg_3", board_id=board.id, source_node_id="nod_i", target_node_id="nod_v", seq=3),
         ])
         session.commit()
-        document = board_document(session, board, BASE)
-        assert len(document["nodes"]) == 4 and len(document["edges"]) == 3
+        document = json.loads(board_document(session, board, BASE))
+        assert len(document["nodes"]) == 5 and len(document["edges"]) == 3
+        # The board read writes times and params with orjson; the single views format them in
+        # Python: the same text.
+        ids = [n["id"] for n in document["nodes"]]
+        assert document["nodes"] == json.loads(json.dumps(list(node_views(session, ids, BASE).values())))
+        assert document["nodes"][-1]["created_at"] == "2026-01-02T03:04:05Z"
         same(TypeAdapter(schemas.BoardDocument), document)
         same(TypeAdapter(schemas.BoardSnapshotEvent), {"id": "1-0", "event": "board.snapshot", "data": document})
         rows = accounts_repo.ledger_page(session, account.id, 10, None)

@@ -51,7 +51,22 @@ def build_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+    @event.listens_for(engine, "connect", insert=True)
+    def _utc_session(dbapi_conn: Any, _record: Any) -> None:
+        # psycopg hands `timestamptz` values back in the session's time zone, which is the
+        # server's setting unless set: UTC here, so every time read is UTC whatever the server's
+        # default (the board read writes them as they come; `easel_shared.views`). The pattern
+        # is SQLAlchemy's own for session settings ("Setting a Default Schema for New
+        # Connections with Event Hooks", PostgreSQL dialect docs).
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET SESSION TIME ZONE 'UTC'")
+        dbapi_conn.autocommit = autocommit
+
+    return engine
 
 
 @lru_cache(maxsize=4)

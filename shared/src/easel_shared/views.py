@@ -7,15 +7,17 @@ a node it feeds is generating. Two readers feed the same `node_view`:
 
 - `node_views`: a few nodes (one request's node and its neighbours), a constant number of
   indexed queries whatever the board's size;
-- `board_document`: a whole board in four queries of plain columns, dicts built directly.
+- `board_document`: a whole board in four queries of plain columns, dicts built directly and
+  serialized once by orjson, straight to the response's bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
 from sqlmodel import Session
 
 from easel_shared.clock import rfc3339
@@ -51,7 +53,7 @@ class NodeFields(Protocol):
     @property
     def model_id(self) -> str | None: ...
     @property
-    def params(self) -> dict[str, Any]: ...
+    def params(self) -> Any: ...  # a dict, or an `orjson.Fragment` of its JSON
     @property
     def status(self) -> str: ...
     @property
@@ -85,7 +87,11 @@ class ImageFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
-def image_view(image: ImageFields, base_url: str) -> dict[str, Any]:
+# How a view writes a time: RFC 3339 text; the board read keeps the datetime for orjson to write.
+Stamp = Callable[[datetime], Any]
+
+
+def image_view(image: ImageFields, base_url: str, stamp: Stamp = rfc3339) -> dict[str, Any]:
     return {
         "id": image.id,
         "url": f"{base_url}/v1/images/{image.id}/content",
@@ -95,7 +101,7 @@ def image_view(image: ImageFields, base_url: str) -> dict[str, Any]:
         "height": image.height,
         "size_bytes": image.size_bytes,
         "source": image.source,
-        "created_at": rfc3339(image.created_at),
+        "created_at": stamp(image.created_at),
     }
 
 
@@ -119,7 +125,7 @@ def board_view(board: Board) -> dict[str, Any]:
 
 
 def node_view(node: NodeFields, upstream: Sequence[Upstream], downstream_generating: bool,
-              image: ImageFields | None, base_url: str) -> dict[str, Any]:
+              image: ImageFields | None, base_url: str, stamp: Stamp = rfc3339) -> dict[str, Any]:
     """The public node. `upstream`: its incoming edges in connection order; `image`: the row
     `node.image_id` names. Runs once per node of a board read, so it builds each dict once."""
     head: dict[str, Any] = {
@@ -127,8 +133,8 @@ def node_view(node: NodeFields, upstream: Sequence[Upstream], downstream_generat
         "board_id": node.board_id,
         "kind": node.kind,
         "position": {"x": node.x, "y": node.y},
-        "created_at": rfc3339(node.created_at),
-        "updated_at": rfc3339(node.updated_at),
+        "created_at": stamp(node.created_at),
+        "updated_at": stamp(node.updated_at),
     }
     if node.kind == "text":
         head["text"] = node.text
@@ -165,7 +171,7 @@ def node_view(node: NodeFields, upstream: Sequence[Upstream], downstream_generat
     head["prompt"] = node.prompt
     head["model_id"] = node.model_id
     head["params"] = node.params or {}
-    head["image"] = image_view(image, base_url) if image is not None else None
+    head["image"] = image_view(image, base_url, stamp) if image is not None else None
     head["error"] = (
         {"code": node.error_code, "message": node.error_message} if status == "failed" and node.error_code else None
     )
@@ -203,14 +209,27 @@ def one_node_view(session: Session, node: NodeFields, base_url: str) -> dict[str
     return node_views(session, [node.id], base_url, nodes=[node])[node.id]
 
 
-def board_document(session: Session, board: Board, base_url: str) -> dict[str, Any]:
-    """`GET /v1/boards/{id}` and the live `board.snapshot`: the board, every node (by id) and
-    every edge (in connection order). Four queries of plain columns; no per-node query and no
-    per-node object besides the view itself. The cyclic garbage collector waits meanwhile: the
-    build allocates tens of thousands of (acyclic) dicts, each of which would otherwise count
-    towards collections that walk the whole growing document again and again."""
+# The board read's times are datetimes that orjson writes as `rfc3339` does: UTC with "Z", naive
+# ones (SQLite's) taken as UTC, microseconds only when not zero. PostgreSQL sessions are in UTC
+# (`easel_shared.db`), so no other offset reaches it.
+_BOARD_JSON = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
+def _as_is(value: datetime) -> datetime:
+    return value
+
+
+def board_document(session: Session, board: Board, base_url: str) -> bytes:
+    """`GET /v1/boards/{id}` and the live `board.snapshot`, as the JSON body: the board, every node
+    (by id) and every edge (in connection order). Four queries of plain columns; no per-node
+    query and no per-node object besides the view itself. The views keep the rows' datetimes and
+    the nodes' `params` as the stored JSON text, and orjson writes both into the body (formatting
+    15,000 times and parsing 5,000 `params` in Python was a third of a 5,000-node read). The
+    cyclic garbage collector waits meanwhile: the build allocates tens of thousands of (acyclic)
+    dicts, each of which would otherwise count towards collections that walk the whole growing
+    document again and again."""
     with gc_paused():
-        return _board_document(session, board, base_url)
+        return orjson.dumps(_board_document(session, board, base_url), option=_BOARD_JSON)
 
 
 def _board_document(session: Session, board: Board, base_url: str) -> dict[str, Any]:
@@ -233,12 +252,12 @@ def _board_document(session: Session, board: Board, base_url: str) -> dict[str, 
             "board_id": e.board_id,
             "source_node_id": e.source_node_id,
             "target_node_id": e.target_node_id,
-            "created_at": rfc3339(e.created_at),
+            "created_at": e.created_at,
         })
     no_upstream: tuple[Upstream, ...] = ()
     node_list = [
         node_view(n, upstream.get(n.id, no_upstream), n.id in busy,
-                  images.get(n.image_id) if n.image_id else None, base_url)
+                  images.get(n.image_id) if n.image_id else None, base_url, _as_is)
         for n in nodes
     ]
     return {**board_view(board), "nodes": node_list, "edges": edge_views}

@@ -86,9 +86,11 @@ def _entry(entry_id: Any, fields: Any) -> Entry:
     return _s(entry_id), _s(fields.get(b"event")), _s(fields.get(b"data"))
 
 
-def frame(event_id: str, event: str, data: str) -> bytes:
+def frame(event_id: str, event: str, data: str | bytes) -> bytes:
     """One event as an SSE frame (the data is one line of JSON)."""
-    return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
+    if isinstance(data, str):
+        return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
+    return b"".join((f"id: {event_id}\nevent: {event}\ndata: ".encode(), data, b"\n\n"))
 
 
 def encoded(entry: Entry) -> Frame:

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, or_, update
+import orjson
+from sqlalchemy import Text, cast, delete, insert, or_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, col, select
 
 from easel_shared.clock import utcnow
@@ -52,7 +54,7 @@ class NodeRow(NamedTuple):
     y: float
     prompt: str
     model_id: str | None
-    params: dict[str, Any]
+    params: Any  # a dict; an `orjson.Fragment` of the stored JSON from `board_node_rows`
     status: str
     image_id: str | None
     error_code: str | None
@@ -89,12 +91,36 @@ def _columns(model: Any, row: type[tuple[Any, ...]]) -> list[Any]:
 
 
 _NODE_COLUMNS = _columns(Node, NodeRow)
+
+
+class RawJSON(TypeDecorator[Any]):
+    """A JSON column read as its stored text, handed on as an `orjson.Fragment` that orjson
+    writes into a document as it is: no parse into Python objects and no serialization again.
+    Used with `CAST(... AS TEXT)`, since psycopg would otherwise parse a JSON column itself."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        # The column is NOT NULL and always written by SQLAlchemy's `json.dumps` (one line, no
+        # NaN: params are validated against the catalog first); JSON null reads as {} like a
+        # parsed row's `params or {}` does.
+        return _EMPTY_OBJECT if value is None or value == "null" else orjson.Fragment(value)
+
+
+_EMPTY_OBJECT = orjson.Fragment(b"{}")
+# The board read's node columns: `params` as an `orjson.Fragment` of its JSON text.
+_NODE_COLUMNS_RAW_PARAMS = [
+    cast(c, RawJSON()).label("params") if c.key == "params" else c for c in _NODE_COLUMNS
+]
 _EDGE_COLUMNS = _columns(Edge, EdgeRow)
 _IMAGE_COLUMNS = _columns(Image, ImageRow)
 
 
 def board_node_rows(session: Session, board_id: str) -> list[NodeRow]:
-    query = sa_select(*_NODE_COLUMNS).where(col(Node.board_id) == board_id).order_by(col(Node.id))
+    """Every node of the board by id, `params` as an `orjson.Fragment` of the stored JSON (the
+    board read writes it into its body as it is; see `RawJSON`)."""
+    query = sa_select(*_NODE_COLUMNS_RAW_PARAMS).where(col(Node.board_id) == board_id).order_by(col(Node.id))
     return list(map(NodeRow._make, session.connection().execute(query).all()))
 
 

@@ -61,7 +61,7 @@ def get_board(board_id: str, ctx: CtxDep, account: AccountDep) -> Response:
     # Serialized once, straight from the dicts (a big board's body is large; FastAPI's
     # response validation would walk it all again before serializing it). The model documents
     # it; tests/unit/test_public_shapes.py keeps the dicts and the model in step.
-    return FastJSONResponse(boards.get_board(ctx, account, board_id))
+    return Response(boards.get_board(ctx, account, board_id), media_type="application/json")
 
 
 @router.get("/boards/{board_id}/nodes", response_model=NodePage, responses=error_responses(401, 404, 422))

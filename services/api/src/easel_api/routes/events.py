@@ -21,7 +21,6 @@ from starlette.types import Receive, Scope, Send
 from easel_api import live
 from easel_api.context import AppContext
 from easel_api.deps import AccountDep, CtxDep
-from easel_api.responses import dumps
 from easel_api.services import boards
 from easel_shared.domain.errors import EventsUnavailable
 from easel_shared.models import Account
@@ -61,7 +60,7 @@ async def _opening(hub: live.EventHub, ctx: AppContext, account: Account, board_
         # Fresh connection (or the missed events are gone): start with the whole board, read once.
         snap_id = await hub.last_id(board_id)
         snapshot = await run_in_threadpool(boards.get_board, ctx, account, board_id)
-        frames.append(live.frame(snap_id, "board.snapshot", dumps(snapshot).decode()))
+        frames.append(live.frame(snap_id, "board.snapshot", snapshot))
         delivered = live.id_tuple(snap_id)
         backlog = await hub.backlog(board_id, snap_id)
     for entry in backlog:

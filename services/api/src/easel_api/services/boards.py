@@ -68,8 +68,8 @@ def list_boards(ctx: AppContext, account: Account, limit: int, cursor: str | Non
     return page(rows, limit, board_view, lambda b: b.id)
 
 
-def get_board(ctx: AppContext, account: Account, board_id: str) -> dict[str, Any]:
-    """The whole board (`GET /v1/boards/{id}` and the live `board.snapshot`)."""
+def get_board(ctx: AppContext, account: Account, board_id: str) -> bytes:
+    """The whole board as its JSON body (`GET /v1/boards/{id}` and the live `board.snapshot`)."""
     with session_scope(ctx.engine) as session:
         board = _board_or_404(session, account, board_id)
         return board_document(session, board, ctx.base_url)
