@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import socket
 import struct
 import threading
 import zlib
@@ -13,7 +15,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.fixtures.stack import Account, Stack, png_bytes
+from tests.fixtures.processes import running, service_env
+from tests.fixtures.s3 import free_port
+from tests.fixtures.stack import Account, Stack, one_database, png_bytes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -322,3 +326,128 @@ def test_crop_of_the_whole_image_is_allowed(account: Account, node: dict[str, An
     r = c.post(f"/v1/nodes/{node['id']}/image/crop", json={"x": 0, "y": 0, "width": 80, "height": 80})
     assert r.status_code == 200, r.text
     assert (r.json()["image"]["width"], r.json()["image"]["height"]) == (80, 80)
+
+
+# --------------------------------------------------------------------------- decoding while the body arrives
+
+
+def noise_png(width: int, height: int, seed: int) -> bytes:
+    """Incompressible pixels: a file of a few MB, which arrives in many pieces."""
+    import random
+
+    return encode(Image.frombytes("RGB", (width, height), random.Random(seed).randbytes(width * height * 3)), "PNG")
+
+
+def early_decodes(outcome: str) -> float:
+    """How many uploads of the stack's api (in this process) ended their early decode so."""
+    from easel_api.arriving_decode import EARLY_DECODES
+
+    return EARLY_DECODES.labels(outcome)._value.get()
+
+
+class SlowUpload:
+    """An upload over a raw socket whose body is sent in two parts, when the test says."""
+
+    def __init__(self, api_url: str, api_key: str, node_id: str, data: bytes) -> None:
+        boundary = "slow-upload-boundary"
+        self.body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                     f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        url = httpx.URL(api_url)
+        assert url.port is not None
+        self.sock = socket.create_connection((url.host, url.port), timeout=60)
+        self.sock.sendall((f"POST /v1/nodes/{node_id}/image HTTP/1.1\r\nHost: {url.host}\r\n"
+                           f"Authorization: Bearer {api_key}\r\nContent-Length: {len(self.body)}\r\n"
+                           f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode())
+        self.half = len(self.body) // 2
+        self.sock.sendall(self.body[: self.half])
+
+    def finish(self) -> tuple[int, dict[str, Any]]:
+        """Send the rest; the answer's status and JSON body."""
+        with self.sock:
+            self.sock.sendall(self.body[self.half :])
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += self.sock.recv(65536)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            while len(body) < length:
+                body += self.sock.recv(65536)
+        return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+@one_database("sqlite")  # what is measured is the api's reading of a body
+def test_a_large_upload_is_decoded_while_it_arrives(stack: Stack, account: Account, node: dict[str, Any]) -> None:
+    data = noise_png(1200, 900, seed=1)  # ~3 MB
+    before = early_decodes("decoded")
+    r = post_file(account.client, node["id"], data)
+    assert r.status_code == 200, r.text
+    assert early_decodes("decoded") == before + 1  # the early decode's answer was the one used
+    image = r.json()["image"]
+    assert (image["width"], image["height"], image["size_bytes"]) == (1200, 900, len(data))
+    assert fetch(account.client, image["url"]).content == data
+    thumb = Image.open(io.BytesIO(fetch(account.client, image["thumbnail_url"]).content))
+    assert thumb.size == (256, 192)
+
+
+@one_database("sqlite")
+def test_an_upload_slower_than_the_window_is_validated_once_it_has_arrived(
+        stack: Stack, account: Account, node: dict[str, Any]) -> None:
+    data = noise_png(1200, 900, seed=2)
+    before = early_decodes("too_slow")
+    slow = SlowUpload(stack.api_url, account.api_key, node["id"], data)
+    # UPLOAD_EARLY_DECODE_WINDOW_SECONDS (1 s here) passes with half the body sent: the early
+    # decode is dropped, its slot and memory given back, and the upload goes on.
+    wait_for(lambda: early_decodes("too_slow") == before + 1, what="the early decode to give up")
+    status, body = slow.finish()
+    assert status == 200, body
+    assert (body["image"]["width"], body["image"]["height"]) == (1200, 900)
+    assert fetch(account.client, body["image"]["url"]).content == data
+
+
+@one_database("sqlite")
+@pytest.mark.parametrize("data", [
+    pytest.param(noise_png(1200, 900, seed=3)[:-12], id="png-without-iend"),
+    pytest.param(encode(quadrants(), "PNG")[:-30], id="png-cut-short"),
+])
+def test_a_broken_upload_gets_the_usual_answer(stack: Stack, account: Account, node: dict[str, Any],
+                                              data: bytes) -> None:
+    before = early_decodes("rejected")
+    r = post_file(account.client, node["id"], data)
+    assert r.status_code == 422 and r.json()["error"] == {
+        "code": "invalid_image", "message": "The image file is corrupt or truncated."}, r.text
+    assert early_decodes("rejected") == before + 1  # refused early, then again the usual way
+    assert account.client.get(f"/v1/nodes/{node['id']}").json()["status"] == "empty"
+
+
+@one_database("sqlite")
+def test_uploads_beyond_the_early_decode_slots_are_decoded_once_they_arrive(
+        stack: Stack, account: Account, board: dict[str, Any]) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = service_env(stack.settings, API_PORT=str(port), UPLOAD_EARLY_DECODES="1",
+                      UPLOAD_EARLY_DECODE_WINDOW_SECONDS="60")
+    nodes = [account.client.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "image"}).json()["id"]
+             for _ in range(2)]
+    slow_data, quick_data = noise_png(1000, 700, seed=4), noise_png(900, 600, seed=5)
+
+    def metric(name: str) -> float:
+        for line in httpx.get(f"{url}/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    with running("easel_api", env, f"{url}/healthz"), \
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {account.api_key}"}, timeout=60) as c:
+        slow = SlowUpload(url, account.api_key, nodes[0], slow_data)
+        wait_for(lambda: metric("easel_upload_early_decodes_running") == 1, what="the one slot to be taken")
+        # The slot is held by an upload that is still arriving: the next is decoded the usual way.
+        r = post_file(c, nodes[1], quick_data)
+        assert r.status_code == 200, r.text
+        assert fetch(c, r.json()["image"]["url"]).content == quick_data
+        assert metric('easel_upload_early_decodes_total{outcome="no_slot"}') == 1
+        status, body = slow.finish()
+        assert status == 200, body
+        assert fetch(c, body["image"]["url"]).content == slow_data
+        assert metric('easel_upload_early_decodes_total{outcome="decoded"}') == 1
+        assert metric("easel_upload_early_decodes_running") == 0

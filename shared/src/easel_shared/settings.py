@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     # Memory all image decodes of one process may hold at once (see easel_shared.imaging.budget).
     decode_memory_budget_mb: int = Field(default=512, ge=16)
+    # Uploads decoded while their body arrives (easel_api.arriving_decode): how many at once per api
+    # process (0: none; the others are decoded once they have arrived), and how long one may wait
+    # for its bytes before it is dropped and decoded the usual way.
+    upload_early_decodes: int = Field(default=2, ge=0, le=64)
+    upload_early_decode_window_seconds: float = Field(default=1.0, gt=0, le=60)
     # Largest request body outside uploads (JSON bodies above all); uploads have their own limit.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 

@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.hub.close()
             await asyncio.to_thread(relay_thread.stop)
             uninstall(relay)
+            if ctx.early_decoder is not None:
+                ctx.early_decoder.shutdown()
 
     app = FastAPI(title="Easel API", version="1.0.0", lifespan=lifespan)
     app.state.ctx = ctx

@@ -11,6 +11,7 @@ chunk is file data from end to end almost every time) and joined when the body e
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -28,8 +29,9 @@ _BOUNDARY_RE = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./
 
 
 class _FileCollector:
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, on_piece: Callable[[bytes], None] | None = None) -> None:
         self.field = field
+        self.on_piece = on_piece
         self.parts: list[bytes] = []
         self.size = 0
         self.found = False
@@ -74,8 +76,10 @@ class _FileCollector:
                 self.parts.clear()  # nothing of a refused body is kept
                 raise errors.FileTooLarge()
             # A whole chunk (the usual case) is kept without a copy: bytes are immutable.
-            self.parts.append(data if start == 0 and end == len(data) and type(data) is bytes
-                              else bytes(data[start:end]))
+            piece = data if start == 0 and end == len(data) and type(data) is bytes else bytes(data[start:end])
+            self.parts.append(piece)
+            if self.on_piece is not None:
+                self.on_piece(piece)
 
     def content(self) -> bytes:
         """The file's bytes: the one copy of the upload (joining the chunks)."""
@@ -97,13 +101,16 @@ def _boundary(content_type: str) -> bytes:
     return boundary
 
 
-async def read_upload(request: Request, field: str = "file") -> bytes:
+async def read_upload(request: Request, field: str = "file",
+                      on_file_piece: Callable[[bytes], None] | None = None) -> bytes:
+    """The bytes of the multipart field ``field``; ``on_file_piece`` sees each piece of them as it
+    arrives (the pieces it is given are the ones joined at the end)."""
     boundary = _boundary(request.headers.get("content-type", ""))
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + _FRAMING_ALLOWANCE:
         raise errors.FileTooLarge()
     lift_body_limit(request)  # this reader enforces the upload limit itself, as the body arrives
-    collector = _FileCollector(field)
+    collector = _FileCollector(field, on_file_piece)
     callbacks = {
         "on_part_begin": collector.on_part_begin,
         "on_header_field": collector.on_header_field,

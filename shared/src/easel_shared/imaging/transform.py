@@ -8,9 +8,10 @@ from typing import Final
 
 from PIL import Image
 
+from easel_shared.imaging.arriving import ArrivingBytes
 from easel_shared.imaging.base import DEFAULT_MAX_PIXELS, CropRejected, ImageInfo
 from easel_shared.imaging.formats import JPEG, WEBP, webp_is_lossless
-from easel_shared.imaging.validate import decoded
+from easel_shared.imaging.validate import decoded, decoded_while_arriving
 
 _THUMBNAIL_QUALITY: Final = 85
 _JPEG_QUALITY: Final = 95
@@ -78,28 +79,43 @@ def inspect_with_thumbnail(data: bytes, *, max_side: int = 256,
         raise ValueError("max_side must be positive")
     # One working copy: a mode conversion of the full image (most images need none).
     with decoded(data, max_pixels, working_copies=1) as (image, info, _):
-        icc_profile = image.info.get("icc_profile")
-        # An RGB profile only stays valid if no colour-space conversion happens.
-        keep_icc = isinstance(icc_profile, bytes) and image.mode in ("RGB", "RGBA", "P")
-        transpose = _UPRIGHT.get(_orientation(image))
-        thumb = _to_rgb_or_rgba(image)
-        if thumb is not image:
-            image.close()  # the converted copy replaces the decoded frame
-        # Scaled down in place first (the full-size buffer goes), turned upright after: the
-        # same picture as turning first, without a second full-size copy.
-        thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        if transpose is not None:
-            thumb = thumb.transpose(transpose)
-        out = io.BytesIO()
-        thumb.save(
-            out,
-            format="WEBP",
-            quality=_THUMBNAIL_QUALITY,
-            method=4,
-            icc_profile=icc_profile if keep_icc else None,
-        )
-        thumb.close()
-    return info, out.getvalue()
+        return info, _thumbnail(image, max_side)
+
+
+def inspect_with_thumbnail_while_arriving(body: ArrivingBytes, *, max_side: int = 256,
+                                          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageInfo, bytes]:
+    """:func:`inspect_with_thumbnail` of a file whose bytes are still arriving (see
+    :func:`~.validate.decoded_while_arriving`, whose exceptions it raises)."""
+    if max_side < 1:
+        raise ValueError("max_side must be positive")
+    with decoded_while_arriving(body, max_pixels, working_copies=1) as (image, info, _):
+        return info, _thumbnail(image, max_side)
+
+
+def _thumbnail(image: Image.Image, max_side: int) -> bytes:
+    """The display thumbnail of a decoded first frame (which it may close)."""
+    icc_profile = image.info.get("icc_profile")
+    # An RGB profile only stays valid if no colour-space conversion happens.
+    keep_icc = isinstance(icc_profile, bytes) and image.mode in ("RGB", "RGBA", "P")
+    transpose = _UPRIGHT.get(_orientation(image))
+    thumb = _to_rgb_or_rgba(image)
+    if thumb is not image:
+        image.close()  # the converted copy replaces the decoded frame
+    # Scaled down in place first (the full-size buffer goes), turned upright after: the
+    # same picture as turning first, without a second full-size copy.
+    thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if transpose is not None:
+        thumb = thumb.transpose(transpose)
+    out = io.BytesIO()
+    thumb.save(
+        out,
+        format="WEBP",
+        quality=_THUMBNAIL_QUALITY,
+        method=4,
+        icc_profile=icc_profile if keep_icc else None,
+    )
+    thumb.close()
+    return out.getvalue()
 
 
 def crop_image(

@@ -6,13 +6,16 @@ import contextlib
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO, Final, cast
 
 from PIL import Image, ImageFile
 
+from easel_shared.imaging.arriving import ArrivingBytes
 from easel_shared.imaging.base import DEFAULT_MAX_PIXELS, ImageInfo, ImageRejected, corrupt, unsupported
 from easel_shared.imaging.budget import decode_budget, image_bytes
 from easel_shared.imaging.formats import (
     BY_CONTENT_TYPE,
+    JPEG,
     PNG,
     ImageFormat,
     check_png_deflate,
@@ -20,6 +23,17 @@ from easel_shared.imaging.formats import (
     header_dimensions,
     sniff_format,
 )
+
+# Bytes of a file that must have arrived before its header is read while the rest arrives: a PNG's
+# dimensions are in its first 24 bytes; a JPEG's follow its metadata segments (EXIF, ICC, XMP), of
+# which a few hundred KiB hold all but the rarest files (those are decoded once they have arrived).
+_HEAD_BYTES: Final = 256 * 1024
+# Pillow decodes these from a stream as it reads it; its WebP decoder reads the whole file first.
+_STREAMED_FORMATS: Final = (PNG, JPEG)
+
+
+class NotStreamable(Exception):
+    """The file's format is not decoded while it arrives (the caller decodes it once it has)."""
 
 
 def _pixel_limit(max_pixels: int) -> int:
@@ -39,35 +53,36 @@ def _check_dimensions(width: int, height: int, limit: int) -> None:
         )
 
 
-@contextmanager
-def decoded(
-    data: bytes, max_pixels: int, *, working_copies: int = 0
-) -> Iterator[tuple[Image.Image, ImageInfo, ImageFormat]]:
-    """Validate ``data`` fully and yield its decoded first frame, closed when the block ends.
-
-    The decode waits for its share of the process's decode budget (see :mod:`.budget`): the
-    pixels of the first frame plus ``working_copies`` full-size RGBA copies the caller will
-    make while the block runs."""
+def _checked_header(head: bytes, max_pixels: int) -> tuple[ImageFormat, int]:
+    """The format the magic bytes name and the pixel limit, once the header's dimensions are
+    within it: (format, limit). ``head`` may be only the start of the file."""
     if max_pixels < 1:
         raise ValueError("max_pixels must be positive")
-    content_type = sniff_format(data)
+    content_type = sniff_format(head)
     if content_type is None:
         raise unsupported()
     fmt = BY_CONTENT_TYPE[content_type]
     limit = _pixel_limit(max_pixels)
-
-    # 1. Header-only checks: pixel budget, then container completeness.
-    width, height = header_dimensions(data, fmt)
+    width, height = header_dimensions(head, fmt)
     _check_dimensions(width, height, limit)
+    return fmt, limit
+
+
+def _check_container(data: bytes, fmt: ImageFormat) -> None:
+    """The whole file's container is complete (see :func:`check_structure`)."""
     check_structure(data, fmt)
     if fmt is PNG and ImageFile.LOAD_TRUNCATED_IMAGES:  # read only
         check_png_deflate(data)
 
-    # 2. Pillow, restricted to the sniffed format, opens the header; the first frame is decoded
-    #    once the memory it needs is reserved.
+
+@contextmanager
+def _loaded(fp: IO[bytes], fmt: ImageFormat, limit: int,
+            working_copies: int) -> Iterator[tuple[Image.Image, ImageInfo]]:
+    """Pillow, restricted to the sniffed format, opens the header from ``fp``; the first frame
+    is decoded once the memory it needs is reserved. Closed when the block ends."""
     with contextlib.ExitStack() as held:
         try:
-            image = Image.open(io.BytesIO(data), formats=[fmt.pil_format])
+            image = Image.open(fp, formats=[fmt.pil_format])
             held.callback(image.close)
             if image.format not in fmt.pil_opened_as:
                 raise corrupt()
@@ -97,6 +112,45 @@ def decoded(
             height=image.height,
             frames=max(frames, 1),
         )
+        yield image, info
+
+
+@contextmanager
+def decoded(
+    data: bytes, max_pixels: int, *, working_copies: int = 0
+) -> Iterator[tuple[Image.Image, ImageInfo, ImageFormat]]:
+    """Validate ``data`` fully and yield its decoded first frame, closed when the block ends.
+
+    The decode waits for its share of the process's decode budget (see :mod:`.budget`): the
+    pixels of the first frame plus ``working_copies`` full-size RGBA copies the caller will
+    make while the block runs."""
+    # 1. Header-only checks: pixel budget, then container completeness.
+    fmt, limit = _checked_header(data, max_pixels)
+    _check_container(data, fmt)
+    # 2. The decode.
+    with _loaded(io.BytesIO(data), fmt, limit, working_copies) as (image, info):
+        yield image, info, fmt
+
+
+@contextmanager
+def decoded_while_arriving(
+    body: ArrivingBytes, max_pixels: int, *, working_copies: int = 0
+) -> Iterator[tuple[Image.Image, ImageInfo, ImageFormat]]:
+    """:func:`decoded` of a file whose bytes are still arriving: the decode reads them as they
+    come, and the block runs once the whole file is there and its container is checked.
+
+    Every check of :func:`decoded` is made on the same bytes, only in another order (the
+    container check, which needs the whole file, comes after the decode). Raises
+    :class:`ImageRejected` like :func:`decoded`, :class:`NotStreamable` for a format whose
+    decoder reads the whole file first (WebP), and what ``body`` raises when it is abandoned
+    (:class:`~.arriving.BodyAbandoned`, also as the cause of an ``invalid_image``). A caller
+    that wants the exact answer of :func:`decoded` for a refused file asks it again."""
+    head = body.head(_HEAD_BYTES)
+    fmt, limit = _checked_header(head, max_pixels)
+    if fmt not in _STREAMED_FORMATS:
+        raise NotStreamable(fmt.content_type)
+    with _loaded(cast(IO[bytes], body), fmt, limit, working_copies) as (image, info):
+        _check_container(body.whole(), fmt)
         yield image, info, fmt
 
 

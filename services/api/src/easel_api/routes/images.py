@@ -34,8 +34,17 @@ _MULTIPART_FILE = {
 @router.post("/nodes/{node_id}/image", dependencies=[UploadRateLimit], openapi_extra=_MULTIPART_FILE,
              response_model=ImageNode, responses=error_responses(400, 401, 404, 409, 413, 415, 422, 429, 503))
 async def upload_image(node_id: str, request: Request, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
-    data = await read_upload(request)
-    return await run_in_threadpool(images.upload, ctx, account, node_id, data)
+    # The file is decoded while it arrives when a slot is free (easel_api.arriving_decode).
+    arriving = ctx.early_decoder.start(request) if ctx.early_decoder is not None else None
+    try:
+        data = await read_upload(request, on_file_piece=arriving.add if arriving is not None else None)
+    except BaseException:
+        if arriving is not None:
+            arriving.abandon()
+        raise
+    if arriving is not None:
+        arriving.finish(data)
+    return await run_in_threadpool(images.upload, ctx, account, node_id, data, arriving)
 
 
 @router.post("/nodes/{node_id}/image/crop", response_model=ImageNode,

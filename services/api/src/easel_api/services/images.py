@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from easel_api.arriving_decode import EarlyDecode
 from easel_api.context import AppContext
 from easel_api.services.common import image_node_or_404
 from easel_shared import lifecycle, node_updates
@@ -17,7 +18,10 @@ from easel_shared.node_updates import Change
 from easel_shared.repositories import boards as repo
 
 
-def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict[str, Any]:
+def upload(ctx: AppContext, account: Account, node_id: str, data: bytes,
+           arriving: EarlyDecode | None = None) -> dict[str, Any]:
+    """``arriving``: the decode that ran while the body arrived (its answer, when it has one, is
+    the usual validation's; otherwise the bytes are validated here)."""
     with session_scope(ctx.engine) as session:
         node = image_node_or_404(session, account, node_id)
         if not upload_available(node.status, node.image_id is not None):
@@ -30,7 +34,8 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes) -> dict
     early = start_original(ctx.store, account.id, data)
     try:
         # One decode validates the upload and renders its thumbnail.
-        info, thumbnail = inspect_with_thumbnail(data, max_pixels=ctx.settings.max_image_pixels)
+        inspected = arriving.result() if arriving is not None else None
+        info, thumbnail = inspected or inspect_with_thumbnail(data, max_pixels=ctx.settings.max_image_pixels)
     except BaseException as exc:
         if early is not None:
             discard(ctx.store, early)
