@@ -333,6 +333,16 @@ def api_upload_mean(api_url: str) -> float | None:
     return 1000 * total / count if count else None
 
 
+def early_decode_outcomes(api_url: str) -> dict[str, int]:
+    """How the api's decodes while the body arrived went (easel_upload_early_decodes_total)."""
+    out = {}
+    for line in httpx.get(f"{api_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("easel_upload_early_decodes_total{"):
+            name, _, value = line.rpartition(" ")
+            out[name.split('"')[1]] = int(float(value))
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -378,6 +388,7 @@ def main() -> None:
                   for chunked in (False, True)]
         run_uploads(client, formats, args.rounds, args.warmup)
         server_mean = api_upload_mean(url)
+        early = early_decode_outcomes(url)
 
     print(f"\nuploads: {args.rounds} per format (+{args.warmup} warm-up), interleaved with decodes, "
           f"{args.storage} storage, SQLite, {os.cpu_count()} cores")
@@ -393,6 +404,9 @@ def main() -> None:
           "bytes in this process;\ninspect+thumb = easel's validation and thumbnail "
           "(inspect_with_thumbnail) in this process"
           + (f"; api server mean of these uploads {server_mean:.1f} ms" if server_mean else ""))
+    print("uploads decoded while their body arrived (the api's easel_upload_early_decodes_total, the run's "
+          "refused bodies and the warm-up included): " + (", ".join(f"{k} {v}" for k, v in sorted(early.items()))
+                                                          or "none"))
     print(f"\nrefused bodies: {args.refused_mib} MiB files, one at a time, api pid {pid}")
     for m in memory:
         statuses = sorted({r.status for r in m.refusals})

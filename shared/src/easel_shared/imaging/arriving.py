@@ -75,12 +75,22 @@ class ArrivingBytes(io.RawIOBase):
     def _wait_for(self, end: int) -> None:
         """Wait until ``end`` bytes have arrived or no more will. Called holding the lock."""
         while self._size < end and self._state == "arriving":
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                raise BodyTooSlow("the file did not arrive in time")
-            self._cond.wait(remaining)
+            self._wait_a_while()
         if self._state == "abandoned":
             raise BodyAbandoned("the file will not arrive")
+
+    def _wait_whole(self) -> None:
+        """Wait until every byte has arrived. Called holding the lock."""
+        while self._state == "arriving":
+            self._wait_a_while()
+        if self._state == "abandoned":
+            raise BodyAbandoned("the file will not arrive")
+
+    def _wait_a_while(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise BodyTooSlow("the file did not arrive in time")
+        self._cond.wait(remaining)
 
     def head(self, n: int) -> bytes:
         """The first ``n`` bytes (fewer when the whole file is shorter), once they are here."""
@@ -91,7 +101,7 @@ class ArrivingBytes(io.RawIOBase):
     def whole(self) -> bytes:
         """The complete file, once it is."""
         with self._cond:
-            self._wait_for(self._size + 1)  # returns only when the file is whole (or raises)
+            self._wait_whole()
             assert self._whole is not None
             return self._whole
 
@@ -122,7 +132,7 @@ class ArrivingBytes(io.RawIOBase):
         its end); all the rest when ``size`` is negative or None."""
         with self._cond:
             if size is None or size < 0:
-                self._wait_for(self._size + 1)
+                self._wait_whole()
                 end = self._size
             else:
                 self._wait_for(self._pos + size)
@@ -144,7 +154,7 @@ class ArrivingBytes(io.RawIOBase):
             offset += self._pos
         elif whence == io.SEEK_END:
             with self._cond:
-                self._wait_for(self._size + 1)
+                self._wait_whole()
                 offset += self._size
         elif whence != io.SEEK_SET:
             raise ValueError(f"invalid whence {whence}")

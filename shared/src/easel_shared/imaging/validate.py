@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Final, cast
 
@@ -30,6 +31,10 @@ from easel_shared.imaging.formats import (
 _HEAD_BYTES: Final = 256 * 1024
 # Pillow decodes these from a stream as it reads it; its WebP decoder reads the whole file first.
 _STREAMED_FORMATS: Final = (PNG, JPEG)
+
+
+# Container checks of files decoded while they arrive (each waits at most for its file's deadline).
+_checks: Final = ThreadPoolExecutor(max_workers=8, thread_name_prefix="image-check")
 
 
 class NotStreamable(Exception):
@@ -149,8 +154,11 @@ def decoded_while_arriving(
     fmt, limit = _checked_header(head, max_pixels)
     if fmt not in _STREAMED_FORMATS:
         raise NotStreamable(fmt.content_type)
+    # The container check needs the whole file: another thread makes it once the file is whole,
+    # while this one decodes (a PNG's CRCs cost milliseconds per 10 MB).
+    container = _checks.submit(lambda: _check_container(body.whole(), fmt))
     with _loaded(cast(IO[bytes], body), fmt, limit, working_copies) as (image, info):
-        _check_container(body.whole(), fmt)
+        container.result()
         yield image, info, fmt
 
 
