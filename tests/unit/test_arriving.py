@@ -103,7 +103,8 @@ def test_a_file_decoded_while_it_arrives_gives_the_usual_answer(data: bytes) -> 
 
 
 def test_webp_is_left_to_the_usual_decode() -> None:
-    data = encode(noise(300, 200), "WEBP", quality=90)
+    data = encode(noise(900, 600), "WEBP", quality=90)
+    assert len(data) > HEAD  # its RIFF header names a size not yet arrived when the head is read
     assert isinstance(arrive(data), NotStreamable)
     assert inspect_with_thumbnail(data)[0].content_type == "image/webp"
 

@@ -151,9 +151,10 @@ def decoded_while_arriving(
     (:class:`~.arriving.BodyAbandoned`, also as the cause of an ``invalid_image``). A caller
     that wants the exact answer of :func:`decoded` for a refused file asks it again."""
     head = body.head(_HEAD_BYTES)
+    named = BY_CONTENT_TYPE.get(sniff_format(head) or "")
+    if named is not None and named not in _STREAMED_FORMATS:
+        raise NotStreamable(named.content_type)  # before its header, which may need the whole file
     fmt, limit = _checked_header(head, max_pixels)
-    if fmt not in _STREAMED_FORMATS:
-        raise NotStreamable(fmt.content_type)
     # The container check needs the whole file: another thread makes it once the file is whole,
     # while this one decodes (a PNG's CRCs cost milliseconds per 10 MB).
     container = _checks.submit(lambda: _check_container(body.whole(), fmt))
