@@ -98,7 +98,6 @@ class EarlyDecoder:
         try:
             inspected = inspect_with_thumbnail_while_arriving(body, max_pixels=self._max_pixels)
             outcome = "decoded"
-            return inspected
         except NotStreamable:
             outcome = "not_streamable"
         except (ImageRejected, BodyAbandoned) as exc:
@@ -110,12 +109,15 @@ class EarlyDecoder:
                 outcome = "abandoned"
         except Exception:
             log.warning("an upload's early decode failed; it is validated the usual way", exc_info=True)
+        else:
+            return inspected
         finally:
             EARLY_DECODES.labels(outcome).inc()
             body.abandon()  # nothing of the file is kept here once the decode is over
             assert self._slots is not None
             EARLY_DECODES_RUNNING.dec()
             self._slots.release()
+        return None
 
     def shutdown(self) -> None:
         if self._pool is not None:
