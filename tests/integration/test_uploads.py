@@ -390,19 +390,33 @@ def test_a_large_upload_is_decoded_while_it_arrives(stack: Stack, account: Accou
     assert thumb.size == (256, 192)
 
 
+def metric(api_url: str, name: str) -> float:
+    """One sample of an api process's /metrics (0 when it has none yet)."""
+    for line in httpx.get(f"{api_url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 @one_database("sqlite")
 def test_an_upload_slower_than_the_window_is_validated_once_it_has_arrived(
         stack: Stack, account: Account, node: dict[str, Any]) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = service_env(stack.settings, API_PORT=str(port), UPLOAD_EARLY_DECODE_WINDOW_SECONDS="0.5")
     data = noise_png(1200, 900, seed=2)
-    before = early_decodes("too_slow")
-    slow = SlowUpload(stack.api_url, account.api_key, node["id"], data)
-    # UPLOAD_EARLY_DECODE_WINDOW_SECONDS (1 s here) passes with half the body sent: the early
-    # decode is dropped, its slot and memory given back, and the upload goes on.
-    wait_for(lambda: early_decodes("too_slow") == before + 1, what="the early decode to give up")
-    status, body = slow.finish()
-    assert status == 200, body
-    assert (body["image"]["width"], body["image"]["height"]) == (1200, 900)
-    assert fetch(account.client, body["image"]["url"]).content == data
+    with running("easel_api", env, f"{url}/healthz"), \
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {account.api_key}"}, timeout=60) as c:
+        slow = SlowUpload(url, account.api_key, node["id"], data)
+        # The window passes with half the body sent: the early decode is dropped, its slot and
+        # memory given back, and the upload goes on.
+        wait_for(lambda: metric(url, 'easel_upload_early_decodes_total{outcome="too_slow"}') == 1,
+                 what="the early decode to give up")
+        assert metric(url, "easel_upload_early_decodes_running") == 0
+        status, body = slow.finish()
+        assert status == 200, body
+        assert (body["image"]["width"], body["image"]["height"]) == (1200, 900)
+        assert fetch(c, body["image"]["url"]).content == data
 
 
 @one_database("sqlite")
@@ -423,31 +437,22 @@ def test_a_broken_upload_gets_the_usual_answer(stack: Stack, account: Account, n
 @one_database("sqlite")
 def test_uploads_beyond_the_early_decode_slots_are_decoded_once_they_arrive(
         stack: Stack, account: Account, board: dict[str, Any]) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = service_env(stack.settings, API_PORT=str(port), UPLOAD_EARLY_DECODES="1",
-                      UPLOAD_EARLY_DECODE_WINDOW_SECONDS="60")
+    from easel_api.arriving_decode import EARLY_DECODES_RUNNING
+
     nodes = [account.client.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "image"}).json()["id"]
-             for _ in range(2)]
-    slow_data, quick_data = noise_png(1000, 700, seed=4), noise_png(900, 600, seed=5)
-
-    def metric(name: str) -> float:
-        for line in httpx.get(f"{url}/metrics").text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return 0.0
-
-    with running("easel_api", env, f"{url}/healthz"), \
-            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {account.api_key}"}, timeout=60) as c:
-        slow = SlowUpload(url, account.api_key, nodes[0], slow_data)
-        wait_for(lambda: metric("easel_upload_early_decodes_running") == 1, what="the one slot to be taken")
-        # The slot is held by an upload that is still arriving: the next is decoded the usual way.
-        r = post_file(c, nodes[1], quick_data)
-        assert r.status_code == 200, r.text
-        assert fetch(c, r.json()["image"]["url"]).content == quick_data
-        assert metric('easel_upload_early_decodes_total{outcome="no_slot"}') == 1
-        status, body = slow.finish()
+             for _ in range(3)]
+    datas = [noise_png(1000, 700, seed=4), noise_png(900, 600, seed=5), noise_png(800, 500, seed=6)]
+    before = {k: early_decodes(k) for k in ("no_slot", "decoded")}
+    # UPLOAD_EARLY_DECODES (2) uploads still arriving hold both slots (the stack's window is long).
+    slow = [SlowUpload(stack.api_url, account.api_key, nodes[i], datas[i]) for i in range(2)]
+    wait_for(lambda: EARLY_DECODES_RUNNING._value.get() == 2, what="both slots to be taken")
+    r = post_file(account.client, nodes[2], datas[2])  # decoded the usual way, once it has arrived
+    assert r.status_code == 200, r.text
+    assert fetch(account.client, r.json()["image"]["url"]).content == datas[2]
+    assert early_decodes("no_slot") == before["no_slot"] + 1
+    for upload, data in zip(slow, datas, strict=False):
+        status, body = upload.finish()
         assert status == 200, body
-        assert fetch(c, body["image"]["url"]).content == slow_data
-        assert metric('easel_upload_early_decodes_total{outcome="decoded"}') == 1
-        assert metric("easel_upload_early_decodes_running") == 0
+        assert fetch(account.client, body["image"]["url"]).content == data
+    assert early_decodes("decoded") == before["decoded"] + 2
+    wait_for(lambda: EARLY_DECODES_RUNNING._value.get() == 0, what="the slots to be free again")
