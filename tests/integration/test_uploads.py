@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import socket
 import struct
 import threading
@@ -333,16 +334,20 @@ def test_crop_of_the_whole_image_is_allowed(account: Account, node: dict[str, An
 
 def noise_png(width: int, height: int, seed: int) -> bytes:
     """Incompressible pixels: a file of a few MB, which arrives in many pieces."""
-    import random
-
     return encode(Image.frombytes("RGB", (width, height), random.Random(seed).randbytes(width * height * 3)), "PNG")
 
 
-def early_decodes(outcome: str) -> float:
-    """How many uploads of the stack's api (in this process) ended their early decode so."""
-    from easel_api.arriving_decode import EARLY_DECODES
+def metric(api_url: str, name: str) -> float:
+    """One sample of an api process's /metrics (0 when it has none yet)."""
+    for line in httpx.get(f"{api_url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
-    return EARLY_DECODES.labels(outcome)._value.get()
+
+def early_decodes(api_url: str, outcome: str) -> float:
+    """How many uploads to that api ended their early decode so."""
+    return metric(api_url, f'easel_upload_early_decodes_total{{outcome="{outcome}"}}')
 
 
 class SlowUpload:
@@ -367,35 +372,32 @@ class SlowUpload:
             self.sock.sendall(self.body[self.half :])
             answer = b""
             while b"\r\n\r\n" not in answer:
-                answer += self.sock.recv(65536)
+                answer += self._received()
             head, _, body = answer.partition(b"\r\n\r\n")
             length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                           if line.lower().startswith(b"content-length:"))
             while len(body) < length:
-                body += self.sock.recv(65536)
+                body += self._received()
         return int(head.split(b" ", 2)[1]), json.loads(body)
+
+    def _received(self) -> bytes:
+        data = self.sock.recv(65536)
+        assert data, "the api closed the connection before its answer was whole"
+        return data
 
 
 @one_database("sqlite")  # what is measured is the api's reading of a body
 def test_a_large_upload_is_decoded_while_it_arrives(stack: Stack, account: Account, node: dict[str, Any]) -> None:
     data = noise_png(1200, 900, seed=1)  # ~3 MB
-    before = early_decodes("decoded")
+    before = early_decodes(stack.api_url, "decoded")
     r = post_file(account.client, node["id"], data)
     assert r.status_code == 200, r.text
-    assert early_decodes("decoded") == before + 1  # the early decode's answer was the one used
+    assert early_decodes(stack.api_url, "decoded") == before + 1  # the early decode's answer was the one used
     image = r.json()["image"]
     assert (image["width"], image["height"], image["size_bytes"]) == (1200, 900, len(data))
     assert fetch(account.client, image["url"]).content == data
     thumb = Image.open(io.BytesIO(fetch(account.client, image["thumbnail_url"]).content))
     assert thumb.size == (256, 192)
-
-
-def metric(api_url: str, name: str) -> float:
-    """One sample of an api process's /metrics (0 when it has none yet)."""
-    for line in httpx.get(f"{api_url}/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 @one_database("sqlite")
@@ -410,7 +412,7 @@ def test_an_upload_slower_than_the_window_is_validated_once_it_has_arrived(
         slow = SlowUpload(url, account.api_key, node["id"], data)
         # The window passes with half the body sent: the early decode is dropped, its slot and
         # memory given back, and the upload goes on.
-        wait_for(lambda: metric(url, 'easel_upload_early_decodes_total{outcome="too_slow"}') == 1,
+        wait_for(lambda: early_decodes(url, "too_slow") == 1,
                  what="the early decode to give up")
         assert metric(url, "easel_upload_early_decodes_running") == 0
         status, body = slow.finish()
@@ -426,33 +428,50 @@ def test_an_upload_slower_than_the_window_is_validated_once_it_has_arrived(
 ])
 def test_a_broken_upload_gets_the_usual_answer(stack: Stack, account: Account, node: dict[str, Any],
                                               data: bytes) -> None:
-    before = early_decodes("rejected")
+    before = early_decodes(stack.api_url, "rejected")
     r = post_file(account.client, node["id"], data)
     assert r.status_code == 422 and r.json()["error"] == {
         "code": "invalid_image", "message": "The image file is corrupt or truncated."}, r.text
-    assert early_decodes("rejected") == before + 1  # refused early, then again the usual way
+    assert early_decodes(stack.api_url, "rejected") == before + 1  # refused early, then again the usual way
     assert account.client.get(f"/v1/nodes/{node['id']}").json()["status"] == "empty"
 
 
 @one_database("sqlite")
 def test_uploads_beyond_the_early_decode_slots_are_decoded_once_they_arrive(
         stack: Stack, account: Account, board: dict[str, Any]) -> None:
-    from easel_api.arriving_decode import EARLY_DECODES_RUNNING
-
     nodes = [account.client.post(f"/v1/boards/{board['id']}/nodes", json={"kind": "image"}).json()["id"]
              for _ in range(3)]
     datas = [noise_png(1000, 700, seed=4), noise_png(900, 600, seed=5), noise_png(800, 500, seed=6)]
-    before = {k: early_decodes(k) for k in ("no_slot", "decoded")}
+    before = {k: early_decodes(stack.api_url, k) for k in ("no_slot", "decoded")}
     # UPLOAD_EARLY_DECODES (2) uploads still arriving hold both slots (the stack's window is long).
     slow = [SlowUpload(stack.api_url, account.api_key, nodes[i], datas[i]) for i in range(2)]
-    wait_for(lambda: EARLY_DECODES_RUNNING._value.get() == 2, what="both slots to be taken")
+    wait_for(lambda: metric(stack.api_url, "easel_upload_early_decodes_running") == 2,
+             what="both slots to be taken")
     r = post_file(account.client, nodes[2], datas[2])  # decoded the usual way, once it has arrived
     assert r.status_code == 200, r.text
     assert fetch(account.client, r.json()["image"]["url"]).content == datas[2]
-    assert early_decodes("no_slot") == before["no_slot"] + 1
+    assert early_decodes(stack.api_url, "no_slot") == before["no_slot"] + 1
     for upload, data in zip(slow, datas, strict=False):
         status, body = upload.finish()
         assert status == 200, body
         assert fetch(account.client, body["image"]["url"]).content == data
-    assert early_decodes("decoded") == before["decoded"] + 2
-    wait_for(lambda: EARLY_DECODES_RUNNING._value.get() == 0, what="the slots to be free again")
+    assert early_decodes(stack.api_url, "decoded") == before["decoded"] + 2
+    wait_for(lambda: metric(stack.api_url, "easel_upload_early_decodes_running") == 0,
+             what="the slots to be free again")
+
+
+@one_database("sqlite")
+def test_an_upload_without_a_declared_length_is_decoded_once_it_has_arrived(
+        stack: Stack, account: Account, node: dict[str, Any]) -> None:
+    data = noise_png(600, 400, seed=7)
+    boundary = "chunked-upload-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    before = {k: early_decodes(stack.api_url, k) for k in ("no_length", "decoded")}
+    r = account.client.post(f"/v1/nodes/{node['id']}/image", content=iter([body[:100_000], body[100_000:]]),
+                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 200, r.text
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert early_decodes(stack.api_url, "no_length") == before["no_length"] + 1
+    assert early_decodes(stack.api_url, "decoded") == before["decoded"]
+    assert fetch(account.client, r.json()["image"]["url"]).content == data

@@ -10,7 +10,6 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
@@ -20,6 +19,7 @@ from easel_shared.imaging import ImageRejected, decode_budget, inspect_with_thum
 from easel_shared.imaging.arriving import ArrivingBytes, BodyAbandoned, BodyTooSlow
 from easel_shared.imaging.transform import inspect_with_thumbnail_while_arriving
 from easel_shared.imaging.validate import NotStreamable
+from tests.fixtures.stack import wait_for
 
 HEAD = 256 * 1024  # what must arrive before the header is read (validate._HEAD_BYTES)
 
@@ -82,13 +82,6 @@ def arrive(data: bytes, deadline_seconds: float = 60.0) -> object:
             return exc
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
 @pytest.mark.parametrize("data", [
     pytest.param(encode(noise(600, 400), "PNG"), id="png"),
     pytest.param(encode(noise(500, 300, "RGBA"), "PNG"), id="png-with-alpha"),
@@ -147,7 +140,7 @@ def test_an_abandoned_body_ends_the_decode_and_gives_its_memory_back() -> None:
     pool, result = decode_in_thread(body)
     with pool:
         body.add(data[: len(data) // 2])
-        wait_for(lambda: decode_budget().in_use > 0, "the decode to reserve its memory")
+        wait_for(lambda: decode_budget().in_use > 0, interval=0.005, what="the decode to reserve its memory")
         body.abandon()
         with pytest.raises(ImageRejected) as refused:
             result.result(timeout=60)
@@ -179,19 +172,46 @@ def test_reads_and_seeks_see_the_file_as_it_is() -> None:
         assert body.read(size) == data[start : start + size]
         assert body.tell() == start + size
 
-    ended: list[bytes] = []
-    reader = threading.Thread(target=lambda: (body.seek(0), ended.append(body.read())))
-    reader.start()  # reading to the end waits for the end, however many pieces arrive first
     for piece in pieces(data)[3:]:
         body.add(piece)
-    reader.join(timeout=0.2)
-    assert reader.is_alive() and not ended
     body.finish(data)
-    reader.join(timeout=60)
-    assert ended == [data]
+    body.seek(0)
+    assert body.read() == data  # to the end: all of it
     assert body.head(HEAD) == data[:HEAD]
     assert body.seek(-10, io.SEEK_END) == len(data) - 10 and body.read(100) == data[-10:]
     assert body.read(5) == b""  # past the end: a short read, as decoders expect
+
+
+def test_reading_to_the_end_waits_for_the_end_not_for_more_pieces() -> None:
+    data = random.Random(5).randbytes(300_000)
+    body = ArrivingBytes(time.monotonic() + 0.5)
+    ended: list[object] = []
+
+    def read_to_the_end() -> None:
+        try:
+            ended.append(body.read())
+        except BodyTooSlow as exc:
+            ended.append(exc)
+
+    reader = threading.Thread(target=read_to_the_end)
+    reader.start()
+    for piece in pieces(data):  # every byte arrives, but the file is never said to be whole
+        body.add(piece)
+    reader.join()  # the deadline ends the wait
+    assert len(ended) == 1 and isinstance(ended[0], BodyTooSlow), ended
+
+
+def jpeg_with_long_metadata() -> bytes:
+    """A JPEG whose frame header comes after 300 KB of comment segments (each at most 64 KiB)."""
+    plain = encode(noise(200, 150), "JPEG", quality=90)
+    comments = b"".join(b"\xff\xfe" + struct.pack(">H", 60_002) + bytes(60_000) for _ in range(5))
+    return plain[:2] + comments + plain[2:]
+
+
+def test_a_jpeg_whose_header_lies_past_the_head_is_left_to_the_usual_decode() -> None:
+    data = jpeg_with_long_metadata()
+    assert isinstance(arrive(data), ImageRejected)  # the head holds no frame header
+    assert inspect_with_thumbnail(data)[0].width == 200  # the usual decode takes it
 
 
 def test_the_whole_file_must_be_what_arrived() -> None:

@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 
+from easel_api.upload import read_upload
 from easel_shared.imaging import ImageInfo, ImageRejected
 from easel_shared.imaging.arriving import ArrivingBytes, BodyAbandoned, BodyTooSlow
 from easel_shared.imaging.transform import inspect_with_thumbnail_while_arriving
@@ -122,3 +123,18 @@ class EarlyDecoder:
     def shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def read_upload_decoding(request: Request, decoder: EarlyDecoder | None) -> tuple[bytes, EarlyDecode | None]:
+    """:func:`~easel_api.upload.read_upload`, with the file decoded as it arrives when
+    ``decoder`` has a slot free: (the file's bytes, its decode or None)."""
+    early = decoder.start(request) if decoder is not None else None
+    if early is None:
+        return await read_upload(request), None
+    try:
+        data = await read_upload(request, on_file_piece=early.add)
+    except BaseException:
+        early.abandon()
+        raise
+    early.finish(data)
+    return data, early

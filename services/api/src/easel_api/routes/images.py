@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
+from easel_api.arriving_decode import read_upload_decoding
 from easel_api.deps import AccountDep, CtxDep, UploadRateLimit
 from easel_api.schemas.requests import CropRequest
 from easel_api.services import images
-from easel_api.upload import read_upload
 from easel_shared.schemas import ImageNode, error_responses, redirect_responses
 
 router = APIRouter(prefix="/v1")
@@ -34,16 +34,7 @@ _MULTIPART_FILE = {
 @router.post("/nodes/{node_id}/image", dependencies=[UploadRateLimit], openapi_extra=_MULTIPART_FILE,
              response_model=ImageNode, responses=error_responses(400, 401, 404, 409, 413, 415, 422, 429, 503))
 async def upload_image(node_id: str, request: Request, ctx: CtxDep, account: AccountDep) -> dict[str, Any]:
-    # The file is decoded while it arrives when a slot is free (easel_api.arriving_decode).
-    arriving = ctx.early_decoder.start(request) if ctx.early_decoder is not None else None
-    try:
-        data = await read_upload(request, on_file_piece=arriving.add if arriving is not None else None)
-    except BaseException:
-        if arriving is not None:
-            arriving.abandon()
-        raise
-    if arriving is not None:
-        arriving.finish(data)
+    data, arriving = await read_upload_decoding(request, ctx.early_decoder)
     return await run_in_threadpool(images.upload, ctx, account, node_id, data, arriving)
 
 
