@@ -2,7 +2,8 @@
 
 Starts the whole stack as local processes (Redis, moto's S3 server, the api and a worker, the
 database: SQLite unless --database-url), drives N generations one after another over HTTP with
-a zero-latency built-in model, and compares the per-generation overhead (end-to-end minus the
+a zero-latency built-in model (the client learns that each one ended from the board's live
+events, as a canvas does; `--notice poll` asks `GET /v1/generations/{id}` instead), and compares the per-generation overhead (end-to-end minus the
 model's own time) with a bare Celery round trip on the same broker. Then a saturation run:
 --clients threads generating at once for a fixed number of generations, generations per second
 beside bare Celery no-op tasks per second (same clients, same broker, a worker of the same size).
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx_sse
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -169,52 +172,109 @@ def bare_saturation(redis_url: str, n: int, clients: int) -> float:
 # --------------------------------------------------------------------------- generations
 
 
-def account_client(api_url: str) -> httpx.Client:
+def account_client(api_url: str) -> tuple[httpx.Client, str]:
     admin = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
     key = admin.post("/v1/admin/accounts", json={"name": "bench", "credits": 10_000_000}).json()["api_key"]
-    return httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60), key
 
 
-def make_nodes(c: httpx.Client, count: int) -> list[str]:
+def make_nodes(c: httpx.Client, count: int) -> list[tuple[str, str]]:
+    """`count` image nodes with prompts, on boards of `BOARD_SIZE`: (board id, node id) each."""
     nodes = []
     for i in range(count):
         if i % BOARD_SIZE == 0:  # boards of a realistic size: settling a generation loads its board
             board = c.post("/v1/boards", json={"name": f"bench {i // BOARD_SIZE}"}).json()["id"]
         node = c.post(f"/v1/boards/{board}/nodes", json={"kind": "image"}).json()
         c.patch(f"/v1/nodes/{node['id']}", json={"prompt": f"a lighthouse on a cliff, take {i}"})
-        nodes.append(node["id"])
+        nodes.append((board, node["id"]))
     return nodes
 
 
-def generate(c: httpx.Client, node_id: str, body: Mapping[str, object], poll: float) -> tuple[dict[str, Any], float]:
-    """POST a generation and poll it until it ends: (the generation, accept ms)."""
+FINAL = ("succeeded", "failed", "canceled")
+
+
+class BoardWatch:
+    """One board's live events on one streaming connection (`GET /v1/boards/{id}/events`), as a
+    canvas keeps it open: notes every generation that ended, for `wait` to pick up."""
+
+    def __init__(self, c: httpx.Client, board_id: str) -> None:
+        self.c, self.board_id = c, board_id
+        self.ended: dict[str, dict[str, Any]] = {}
+        self.changed = threading.Condition()
+        self.open = threading.Event()
+        self.closing = False
+        self.thread = threading.Thread(target=self._listen, daemon=True, name=f"watch-{board_id}")
+        self.thread.start()
+        if not self.open.wait(30):
+            raise SystemExit(f"the event stream of board {board_id} did not open")
+
+    def _listen(self) -> None:
+        url = f"/v1/boards/{self.board_id}/events"
+        with httpx_sse.connect_sse(self.c, "GET", url, timeout=httpx.Timeout(30, read=None)) as source:
+            for sse in source.iter_sse():
+                if sse.event == "board.snapshot":
+                    self.open.set()  # from here on every change arrives as an event
+                elif sse.event.startswith("generation.") and sse.data:
+                    gen = orjson.loads(sse.data)
+                    if gen["status"] in FINAL:
+                        with self.changed:
+                            self.ended[gen["id"]] = gen
+                            self.changed.notify_all()
+                if self.closing:
+                    return
+
+    def wait(self, gen_id: str, timeout: float = 60) -> dict[str, Any]:
+        with self.changed:
+            if not self.changed.wait_for(lambda: gen_id in self.ended, timeout):
+                raise SystemExit(f"generation {gen_id} did not end within {timeout:g} s")
+            return self.ended.pop(gen_id)
+
+
+def watch_boards(api_url: str, key: str, nodes: list[tuple[str, str]]) -> dict[str, BoardWatch]:
+    """A watch per board, each on its own connection, open before any generation is asked for."""
+    boards = dict.fromkeys(board for board, _ in nodes)
+    stream = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"},
+                          limits=httpx.Limits(max_connections=len(boards) + 1))
+    return {board: BoardWatch(stream, board) for board in boards}
+
+
+def generate(c: httpx.Client, node: tuple[str, str], body: Mapping[str, object], poll: float,
+             watches: Mapping[str, BoardWatch] | None) -> tuple[dict[str, Any], float]:
+    """POST a generation and wait until it ends, from the board's events (`watches`) or by
+    polling every `poll` seconds: (the generation, accept ms)."""
+    board_id, node_id = node
     t0 = time.perf_counter()
     r = c.post(f"/v1/nodes/{node_id}/generations", json=body)
     if r.status_code != 202:
         raise SystemExit(f"generation refused: {r.status_code} {r.text}")
     gen_id = r.json()["id"]
     accept_ms = (time.perf_counter() - t0) * 1000
-    while True:
-        gen: dict[str, Any] = c.get(f"/v1/generations/{gen_id}").json()
-        if gen["status"] in ("succeeded", "failed", "canceled"):
-            break
-        time.sleep(poll)
+    if watches is not None:
+        gen = watches[board_id].wait(gen_id)
+    else:
+        while True:
+            gen = c.get(f"/v1/generations/{gen_id}").json()
+            if gen["status"] in FINAL:
+                break
+            time.sleep(poll)
     if gen["status"] != "succeeded":
         raise SystemExit(f"generation {gen_id} ended {gen['status']}: {gen['error']}")
     return gen, accept_ms
 
 
-def run_saturation(api_url: str, n: int, warmup: int, clients: int, poll: float,
+def run_saturation(api_url: str, n: int, warmup: int, clients: int, poll: float | None,
                    model: str) -> tuple[list[float], float]:
-    """`clients` threads generating at once (each: POST, poll until it ends, next), `n`
-    generations measured after `warmup` ones: (end-to-end ms of each, generations per second)."""
-    c = account_client(api_url)
+    """`clients` threads generating at once (each: POST, wait until it ends, next), `n`
+    generations measured after `warmup` ones: (end-to-end ms of each, generations per second).
+    `poll` None: each client learns of the end from the board's events."""
+    c, key = account_client(api_url)
     nodes = make_nodes(c, n + warmup)
+    watches = watch_boards(api_url, key, nodes) if poll is None else None
     body = {"model_id": model, "params": {"resolution": "1K", "aspect_ratio": "1:1", "seed": 1}}
 
-    def one(node_id: str) -> float:
+    def one(node: tuple[str, str]) -> float:
         t0 = time.perf_counter()
-        generate(c, node_id, body, poll)
+        generate(c, node, body, poll or 0, watches)
         return (time.perf_counter() - t0) * 1000
 
     with ThreadPoolExecutor(clients) as pool:
@@ -224,18 +284,20 @@ def run_saturation(api_url: str, n: int, warmup: int, clients: int, poll: float,
         return latencies, n / (time.perf_counter() - started)
 
 
-def run_generations(api_url: str, n: int, warmup: int, poll: float, model: str) -> tuple[list[Sample], float]:
-    c = account_client(api_url)
+def run_generations(api_url: str, n: int, warmup: int, poll: float | None,
+                    model: str) -> tuple[list[Sample], float]:
+    c, key = account_client(api_url)
     nodes = make_nodes(c, n + warmup)
+    watches = watch_boards(api_url, key, nodes) if poll is None else None
     body = {"model_id": model, "params": {"resolution": "1K", "aspect_ratio": "1:1", "seed": 1}}
 
     samples: list[Sample] = []
     started = 0.0
-    for i, node_id in enumerate(nodes):
+    for i, node in enumerate(nodes):
         if i == warmup:
             started = time.perf_counter()
         t0 = time.perf_counter()
-        gen, accept_ms = generate(c, node_id, body, poll)
+        gen, accept_ms = generate(c, node, body, poll or 0, watches)
         elapsed = (time.perf_counter() - t0) * 1000
         if i >= warmup:
             samples.append(Sample(elapsed, accept_ms, float(gen["timings"]["model_ms"]), gen["timings"]))
@@ -262,21 +324,29 @@ def api_route_means(api_url: str) -> dict[str, float]:
     return {k: 1000 * sums[k] / counts[k] for k in sums if counts.get(k)}
 
 
+def notice(args: argparse.Namespace, poll_ms: float) -> str:
+    return f"poll {poll_ms:g} ms" if args.notice == "poll" else "ends seen on the board's events"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=50, help="generations to measure (default 50)")
     parser.add_argument("--warmup", type=int, default=3, help="generations run first and not measured")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--model", default="easel-sketch")
-    parser.add_argument("--poll-ms", type=float, default=5.0, help="client polling interval (default 5)")
+    parser.add_argument("--notice", choices=("events", "poll"), default="events",
+                        help="how a client learns that its generation ended: the board's live events "
+                             "(default, one stream per board, open before the run) or polling")
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="with --notice poll: the polling interval "
+                        "of the sequential run (default 5)")
     parser.add_argument("--bare-trips", type=int, default=50)
     parser.add_argument("--worker-concurrency", type=int, default=2, help="easel worker and bare worker threads")
     parser.add_argument("--saturation", type=int, default=100,
                         help="generations of the saturation run (default 100; 0: no saturation run)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients of the saturation run")
     parser.add_argument("--saturation-poll-ms", type=float, default=100.0,
-                        help="polling interval of each saturation client (default 100; faster polling by 8 "
-                             "clients takes the api's CPU from the generations)")
+                        help="with --notice poll: the polling interval of each saturation client (default 100; "
+                             "faster polling by 8 clients takes the api's CPU from the generations)")
     parser.add_argument("--bare-tasks", type=int, default=1000, help="no-op tasks of the bare saturation run")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--workdir", default=None, help="keep the database and process logs here")
@@ -292,12 +362,15 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         api, redis_url = stack.enter_context(local_stack(args, workdir))
         bare = bare_round_trips(redis_url, args.bare_trips)
-        samples, wall = run_generations(api, args.n, args.warmup, args.poll_ms / 1000, args.model)
+        polling = args.notice == "poll"
+        samples, wall = run_generations(api, args.n, args.warmup, args.poll_ms / 1000 if polling else None,
+                                        args.model)
         routes = api_route_means(api)
         if args.saturation:
             bare_rate = bare_saturation(redis_url, args.bare_tasks, args.clients)
             sat_latency, sat_rate = run_saturation(api, args.saturation, 2 * args.clients, args.clients,
-                                                   args.saturation_poll_ms / 1000, args.model)
+                                                   args.saturation_poll_ms / 1000 if polling else None,
+                                                   args.model)
 
     e2e = [s.end_to_end_ms for s in samples]
     overhead = [s.overhead_ms for s in samples]
@@ -307,7 +380,7 @@ def main() -> None:
     bare_p50 = statistics.median(bare)
     db = "SQLite" if not args.database_url else args.database_url.split(":", 1)[0]
     print(f"generations: {len(samples)} sequential, model {args.model} 1K 1:1, zero model latency, {db}, "
-          f"poll {args.poll_ms:g} ms, {os.cpu_count()} cores")
+          f"{notice(args, args.poll_ms)}, {os.cpu_count()} cores")
     print(f"end-to-end      p50 {statistics.median(e2e):7.1f} ms   p95 {percentile(e2e, 95):7.1f} ms")
     print(f"model time      p50 {statistics.median(model):7.1f} ms")
     print(f"overhead        p50 {statistics.median(overhead):7.1f} ms   p95 {percentile(overhead, 95):7.1f} ms"
@@ -324,7 +397,7 @@ def main() -> None:
           f"   (without storage: {statistics.median(orchestration) / bare_p50:.1f}x)")
     if args.saturation:
         print(f"\nsaturation: {args.clients} clients at once, {args.saturation} generations (+{2 * args.clients} "
-              f"warm-up), poll {args.saturation_poll_ms:g} ms, worker {args.worker_concurrency} threads")
+              f"warm-up), {notice(args, args.saturation_poll_ms)}, worker {args.worker_concurrency} threads")
         print(f"generations     {sat_rate:7.2f} /s   end-to-end p50 {statistics.median(sat_latency):7.1f} ms"
               f"   p95 {percentile(sat_latency, 95):7.1f} ms")
         print(f"bare Celery     {bare_rate:7.1f} no-op tasks/s ({args.bare_tasks} tasks, {args.clients} clients, "

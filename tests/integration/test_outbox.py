@@ -5,11 +5,12 @@ order, and a lost broker message is found exactly, whatever the length of the qu
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -142,6 +143,29 @@ def sweep() -> dict[str, int]:
     from easel_worker.jobs.sweep import sweep_once
 
     return sweep_once(runtime.get())
+
+
+@contextlib.contextmanager
+def database_held(stack: Stack) -> Iterator[None]:
+    """Another client holds the database while the block runs: SQLite's one write lock (every
+    transaction of Easel's takes it first), and on PostgreSQL the outbox table, reads included."""
+    with stack.engine.connect() as conn, conn.begin():
+        if stack.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE outbox_events IN ACCESS EXCLUSIVE MODE")
+        else:
+            conn.exec_driver_sql("SELECT 1")  # the transaction begins: BEGIN IMMEDIATE
+        yield
+
+
+def written(row: OutboxEvent) -> relay_mod.Written:
+    assert row.id is not None
+    return relay_mod.Written(row.id, row.topic, row.board_id, row.seq, row.payload)
+
+
+def in_background(fn: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    return thread
 
 
 def dispatch_rows(stack: Stack, generation_id: str) -> list[OutboxEvent]:
@@ -341,6 +365,89 @@ def test_a_dispatch_whose_relay_died_is_sent_once(stack: Stack, account: Account
     done = wait_final(c, gen["id"])
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert ledger_kinds(c, gen["id"]) == ["reserve", "capture"]
+
+
+def test_a_commits_events_reach_subscribers_while_the_database_is_held(
+        stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    c, b = account.client, board["id"]
+    n = text_node(c, b, "in a hurry")
+    with SSEClient(stack.api_url, b, account.api_key) as client:
+        client.wait_for_type("board.snapshot")
+        with monkeypatch.context() as m:
+            m.setattr(relay_mod, "_installed", [])  # this commit's relay runs below, by hand
+            moved = move(c, n["id"], 7)
+        [row] = [r for r in unpublished(stack, b) if r.payload["event"] == "node.updated"]
+        publisher = BoardEventRelay(redis_client(stack))
+        with database_held(stack):
+            # Right after its commit, a relay publishes from the rows as they were written: a
+            # busy database does not hold up the event (it used to wait for a transaction).
+            relaying = in_background(lambda: publisher.relay_written(stack.engine, [written(row)]))
+            event = client.wait_for_event(lambda e: e.event == "node.updated" and e.data == moved)
+            relaying.join(30)
+            assert not relaying.is_alive()
+        # What it delivered is marked in the database afterwards, in a batch of its own.
+        assert relay_mod.settle_delivered(stack.engine) in (0, 1)  # 0: a background relay was first
+        assert not unpublished(stack, b)
+        assert event.id == f"{row.seq}-0"
+        assert stream_seqs(stack, b).count(row.seq) == 1
+
+
+def test_a_dispatch_goes_out_while_the_database_is_held_and_runs_once(
+        stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    c = account.client
+    n = image_node(c, board["id"], prompt="a kite")
+    assert stack.worker is not None
+    with stack.worker.paused():
+        with monkeypatch.context() as m:
+            m.setattr(relay_mod, "_installed", [])
+            gen = accepted(c, n["id"])
+        [row] = dispatch_rows(stack, gen["id"])
+        assert row.processed_at is None
+        sender = tasks.DispatchRelay(redis_client(stack), stack.settings.redis_url,
+                                     stack.settings.celery_visibility_timeout_seconds)
+        with database_held(stack):
+            sending = in_background(lambda: sender.relay_written(stack.engine, [written(row)]))
+            wait_for(lambda: queued_ids(stack)[gen["id"]] == 1, what="the message, with the database held")
+            sending.join(30)
+            assert not sending.is_alive()
+        relay_mod.settle_delivered(stack.engine)
+        assert dispatch_rows(stack, gen["id"])[0].processed_at is not None
+        sweep()  # its sent marker says it is waiting: the sweeper leaves it alone
+        assert queued_ids(stack)[gen["id"]] == 1
+    done = wait_final(c, gen["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert ledger_kinds(c, gen["id"]) == ["reserve", "capture"]
+
+
+def test_relays_sending_the_same_dispatches_at_once_send_each_once(
+        stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    c = account.client
+    nodes = [image_node(c, board["id"], prompt=f"a bell, take {i}") for i in range(3)]
+    assert stack.worker is not None
+    with stack.worker.paused():
+        with monkeypatch.context() as m:
+            m.setattr(relay_mod, "_installed", [])
+            gens = [accepted(c, n["id"]) for n in nodes]
+        rows = [written(r) for g in gens for r in dispatch_rows(stack, g["id"])]
+        # The after-commit relay and background passes of other processes, all at the same moment.
+        senders = [tasks.DispatchRelay(redis_client(stack), stack.settings.redis_url,
+                                       stack.settings.celery_visibility_timeout_seconds) for _ in range(4)]
+        barrier = threading.Barrier(len(senders))
+
+        def send(sender: tasks.DispatchRelay) -> None:
+            barrier.wait()
+            sender.relay_written(stack.engine, rows)
+
+        with ThreadPoolExecutor(len(senders)) as pool:
+            list(pool.map(send, senders))
+        queued = queued_ids(stack)
+        assert [queued[g["id"]] for g in gens] == [1, 1, 1]
+        relay_mod.settle_delivered(stack.engine)
+        wait_for(lambda: all(r.processed_at is not None for g in gens for r in dispatch_rows(stack, g["id"])),
+                 what="every row settled")
+    for g in gens:
+        done = wait_final(c, g["id"])
+        assert done["status"] == "succeeded" and done["attempts"] == 1
 
 
 @pytest.mark.slow

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import redis
 from sqlalchemy import event as sa_event
@@ -31,7 +31,7 @@ from sqlmodel import Session
 from easel_shared.db import session_scope
 from easel_shared.messages import BoardEvent
 from easel_shared.models import OutboxEvent
-from easel_shared.relay import Breaker, Written
+from easel_shared.relay import Breaker, Written, claim_settled_later, delivered
 from easel_shared.repositories import outbox
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,23 @@ end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], id, 'seq', ARGV[1], 'event', ARGV[3], 'data', ARGV[4])
 return {1, last}
 """
+
+
+class _Row(Protocol):
+    """An event to publish: an outbox row, or the same row as its session wrote it (`Written`)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def board_id(self) -> str | None: ...
+    @property
+    def seq(self) -> int | None: ...
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+def _board_seq(row: _Row) -> tuple[str, int]:
+    return str(row.board_id), row.seq or 0
 
 
 def stream_key(board_id: str) -> str:
@@ -133,23 +150,34 @@ class BoardEventRelay:
         self.breaker = Breaker()
 
     def relay_written(self, engine: Engine, rows: Sequence[Written]) -> None:
-        """Right after a commit: publish every pending event of the boards it wrote to (an earlier
-        commit's events first, if its own relay has not got to them yet)."""
-        boards = sorted({r.board_id for r in rows if r.board_id})
-        if not boards or self.breaker.open:
+        """Right after a commit: publish its events from the rows as written, with no transaction
+        (see `relay`). A board whose stream still lacks an earlier commit's events (its relay has
+        not got to them yet) is published from the database instead, those events first."""
+        written = [r for r in rows if r.board_id and r.seq is not None]
+        if not written or self.breaker.open:
             return
+        behind: list[str] = []
         try:
-            with session_scope(engine) as session:
-                pending = outbox.pending_board_events(session, boards)
-                outbox.mark_processed(session, self.publish(session, pending))
+            done: list[int] = []
+            for board_id, board_rows in groupby(sorted(written, key=_board_seq), key=lambda r: str(r.board_id)):
+                published = self._add(board_id, list(board_rows), force=False)
+                done += [row.id for row, (status, _) in published if status >= 0 and row.id is not None]
+                if len(published) and published[-1][1][0] < 0:
+                    behind.append(board_id)
+            delivered(engine, done)
+            if behind:
+                with session_scope(engine) as session:
+                    pending = outbox.pending_board_events(session, behind)
+                    outbox.mark_processed(session, self.publish(session, pending))
         except redis.RedisError:
             self.breaker.trip()
-            log.warning("could not publish events of %s; the background relay will", boards, exc_info=True)
+            log.warning("could not publish events of %s; the background relay will",
+                        sorted({str(r.board_id) for r in written}), exc_info=True)
 
     def relay_pending(self, engine: Engine) -> bool:
         self.client.ping()  # with Redis away, fail here rather than inside a transaction
         with session_scope(engine) as session:
-            rows = outbox.claim(session, (self.topic,), limit=self.batch)
+            rows = claim_settled_later(session, self.topic, self.batch)
             outbox.mark_processed(session, self.publish(session, rows))
         self.breaker.reset()
         return len(rows) == self.batch
@@ -157,12 +185,26 @@ class BoardEventRelay:
     def publish(self, session: Session, rows: Sequence[OutboxEvent]) -> list[int]:
         """Publish `rows` (several boards at once is fine); the ids now in their streams."""
         done: list[int] = []
-        ordered = sorted((r for r in rows if r.board_id and r.seq is not None), key=lambda r: (r.board_id, r.seq))
+        ordered = sorted((r for r in rows if r.board_id and r.seq is not None), key=_board_seq)
         for board_id, board_rows in groupby(ordered, key=lambda r: str(r.board_id)):
             done += self._publish_board(session, board_id, list(board_rows), force=False)
         return done
 
     def _publish_board(self, session: Session, board_id: str, rows: list[OutboxEvent], *, force: bool) -> list[int]:
+        done: list[int] = []
+        for i, (row, (status, last)) in enumerate(self._add(board_id, rows, force=force)):
+            if status >= 0:
+                assert row.id is not None
+                done.append(row.id)
+                continue
+            if not force:
+                done += self._repair(session, board_id, last, rows[i:])
+            break
+        return done
+
+    def _add(self, board_id: str, rows: Sequence[_Row], *, force: bool) -> list[tuple[_Row, tuple[int, int]]]:
+        """Add `rows` (one board's, in seq order) to its stream: each row with the script's
+        (status, last), up to and including the first one refused for a gap."""
         key = stream_key(board_id)
         pipe = self.client.pipeline(transaction=False)
         for i, row in enumerate(rows):
@@ -171,16 +213,12 @@ class BoardEventRelay:
                 str(row.seq), STREAM_MAXLEN, message.event, json.dumps(message.data, separators=(",", ":")),
                 "1" if force and i == 0 else "0",
             ])
-        done: list[int] = []
-        for i, (row, (status, last)) in enumerate(zip(rows, pipe.execute(), strict=True)):
-            if status >= 0:
-                assert row.id is not None
-                done.append(row.id)
-                continue
-            if not force:
-                done += self._repair(session, board_id, int(last), rows[i:])
-            break
-        return done
+        out: list[tuple[_Row, tuple[int, int]]] = []
+        for row, (status, last) in zip(rows, pipe.execute(), strict=True):
+            out.append((row, (int(status), int(last))))
+            if status < 0:
+                break
+        return out
 
     def _repair(self, session: Session, board_id: str, last: int, rest: list[OutboxEvent]) -> list[int]:
         """The stream ends at `last` but `rest` starts further on. While an event in between is

@@ -2,11 +2,19 @@
 the change they announce, and they are relayed after the commit, never for a rollback.
 
 - Right after a commit, the committing process relays the rows its session wrote (session
-  hooks installed by `install`): low latency, and nothing to do when Redis is away.
+  hooks installed by `install`): low latency, and nothing to do when Redis is away. Live events
+  and dispatches go out from the rows as the session wrote them, with no transaction of their
+  own: the rows they delivered are marked in the database later, in one batch per second, by the
+  process's background relay (`Settlements`). Such a relay holds no database lock, so it neither
+  waits for a writer nor holds one up (on SQLite every transaction takes the one write lock).
 - A background thread in every service process (`RelayThread`) relays whatever is left: Redis was
   down, or the process died between its commit and the relay. It claims rows with
   `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite serializes writers), so replicas share the work.
-  It also deletes rows settled more than `OUTBOX_RETENTION_SECONDS` ago.
+  It also deletes rows settled more than `OUTBOX_RETENTION_SECONDS` ago, and marks what the
+  after-commit relays delivered. It leaves a row alone for `AFTER_COMMIT_GRACE` after it was
+  written, while the committing process is still relaying it; a row both relays send anyway is
+  harmless, since every topic's consumer is idempotent (a live event takes its seq once, a
+  dispatch is sent once per sent marker and leased once).
 
 Each topic has one relay (a `TopicRelay`): `board.event` → the board's Redis stream
 (`events.BoardEventRelay`), `generation.dispatch` → the Celery message (`tasks.DispatchRelay`),
@@ -21,15 +29,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction, UOWTransaction
+from sqlmodel import Session
 
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
@@ -47,15 +56,25 @@ _WRITTEN = "easel_outbox_written"
 _COMMITTED = "easel_outbox_committed"
 PRUNE_EVERY_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 5.0
+#: How long a background pass leaves a fresh row of a topic relayed without a transaction to the
+#: process that committed it (see `claim_settled_later`).
+AFTER_COMMIT_GRACE = timedelta(seconds=2)
+#: Delivered rows a process keeps to settle, per engine, when no background relay settles them
+#: (a script that commits without running one): past this the oldest are let go. Their rows stay
+#: pending, and a background relay elsewhere delivers them again, idempotently.
+MAX_UNSETTLED = 10_000
 
 
 @dataclass(frozen=True)
 class Written:
-    """An outbox row a session wrote, as its after-commit relay sees it."""
+    """An outbox row a session wrote, as its after-commit relay sees it: what the row holds, so
+    a relay can deliver it without reading it back."""
 
     id: int
     topic: str
     board_id: str | None
+    seq: int | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TopicRelay(Protocol):
@@ -87,6 +106,58 @@ class Breaker:
 
     def reset(self) -> None:
         self._until = 0.0
+
+
+class Settlements:
+    """Rows that after-commit relays delivered without a transaction, waiting to be marked
+    processed by the background relay of their engine (`RelayThread`, in one transaction)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[Engine, list[int]] = {}
+
+    def add(self, engine: Engine, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._lock:
+            pending = self._ids.setdefault(engine, [])
+            pending.extend(ids)
+            if len(pending) > MAX_UNSETTLED:
+                del pending[: len(pending) - MAX_UNSETTLED]
+
+    def take(self, engine: Engine) -> list[int]:
+        with self._lock:
+            return self._ids.pop(engine, [])
+
+
+#: This process's delivered rows (every relay of the process shares it).
+settlements = Settlements()
+
+
+def delivered(engine: Engine, ids: Sequence[int]) -> None:
+    """An after-commit relay delivered these rows: the background relay marks them."""
+    settlements.add(engine, ids)
+
+
+def settle_delivered(engine: Engine) -> int:
+    """Mark what after-commit relays delivered through `engine`; returns how many."""
+    ids = settlements.take(engine)
+    if not ids:
+        return 0
+    try:
+        with session_scope(engine) as session:
+            outbox.mark_processed(session, ids)
+    except Exception:
+        settlements.add(engine, ids)  # the next pass tries again
+        raise
+    return len(ids)
+
+
+def claim_settled_later(session: Session, topic: str, limit: int) -> list[OutboxEvent]:
+    """A background pass's rows of a topic whose after-commit relay runs without a transaction:
+    pending rows, except those written in the last `AFTER_COMMIT_GRACE` (their committing
+    process is relaying them, or has and will mark them)."""
+    return outbox.claim(session, (topic,), limit=limit, written_before=utcnow() - AFTER_COMMIT_GRACE)
 
 
 class Relay:
@@ -145,7 +216,7 @@ def uninstall(relay: Relay) -> None:
 
 
 def _after_flush(session: OrmSession, _flush: UOWTransaction) -> None:
-    written = [Written(obj.id, obj.topic, obj.board_id) for obj in session.new
+    written = [Written(obj.id, obj.topic, obj.board_id, obj.seq, obj.payload) for obj in session.new
                if isinstance(obj, OutboxEvent) and obj.id is not None]
     if written:
         session.info.setdefault(_WRITTEN, []).extend(written)
@@ -227,6 +298,7 @@ class RelayThread:
         log.info("outbox relay started (%s; every %.2fs)", ", ".join(lane.relay.topic for lane in self.lanes),
                  self.poll_seconds)
         while not self._stop.is_set():
+            self._settle()
             for lane in self.lanes:
                 if self._stop.is_set():
                     break
@@ -237,7 +309,14 @@ class RelayThread:
             delay = wake - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
+        self._settle()
         log.info("outbox relay stopped")
+
+    def _settle(self) -> None:
+        try:
+            settle_delivered(self.engine)
+        except Exception:
+            log.warning("could not mark delivered outbox rows; retrying on the next pass", exc_info=True)
 
     def _pass(self, lane: _Lane) -> None:
         try:

@@ -2,8 +2,10 @@
 
 A generation is dispatched through the outbox: `dispatch` writes a `generation.dispatch` row in
 the transaction that queues the generation, and `DispatchRelay` sends the Celery message after
-the commit (or later, from the background relay, when Redis was away). Right after sending, it
-sets the generation's *sent marker* in Redis (`sent_key`, value: the outbox row id, TTL a little
+the commit, from the row as written and with no transaction (or later, from the background relay,
+when Redis was away). A relay takes the row's *sending claim* (`sending_key`, a short TTL) before
+it sends, so the after-commit relay and a background pass never both send one row. Right after
+sending, it sets the generation's *sent marker* in Redis (`sent_key`, value: the outbox row id, TTL a little
 above the Celery visibility timeout). The sweeper resends a generation queued for
 `REQUEUE_AFTER_SECONDS` exactly when its marker is gone (Redis lost its data, or the message was
 never sent), whatever the length of the queue.
@@ -25,7 +27,7 @@ from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
 from easel_shared.messages import GenerationDispatch
 from easel_shared.models import Generation
-from easel_shared.relay import Breaker, Written
+from easel_shared.relay import Breaker, Written, claim_settled_later, delivered
 from easel_shared.repositories import outbox
 from easel_shared.tracing import attached, current_carrier
 
@@ -36,6 +38,8 @@ RUN_GENERATION = "generation.run"
 # The marker outlives a message that a worker took but never acknowledged (it comes back after
 # the visibility timeout), so such a message is not doubled by the sweeper.
 SENT_MARKER_MARGIN_SECONDS = 300
+#: How long a relay that died while sending a dispatch keeps others from sending it.
+SENDING_CLAIM_SECONDS = 30
 
 
 def celery_config(broker_url: str, visibility_timeout: int) -> dict[str, object]:
@@ -73,6 +77,11 @@ def send_generation(broker_url: str, generation_id: str, request_id: str | None 
 
 def sent_key(generation_id: str) -> str:
     return f"easel:generation:{generation_id}:sent"
+
+
+def sending_key(row_id: int) -> str:
+    """Held by the relay that is sending a dispatch row's message (see `DispatchRelay._send`)."""
+    return f"easel:dispatch:{row_id}:sending"
 
 
 def forget_sent(client: redis.Redis, generation_id: str) -> None:
@@ -115,43 +124,58 @@ class DispatchRelay:
         self.breaker = Breaker()
 
     def relay_written(self, engine: Engine, rows: Sequence[Written]) -> None:
+        """Right after the commit, from the rows as written: no transaction (see `relay`)."""
         if self.breaker.open:
             return
+        settled: list[int] = []
         try:
-            self._relay(engine, [r.id for r in rows])
+            for row in rows:
+                if self._send(row.id, GenerationDispatch.model_validate(row.payload)):
+                    settled.append(row.id)
         except Exception:
             self.breaker.trip()
-            log.warning("could not send %d generation(s); the background relay will", len(rows), exc_info=True)
+            log.warning("could not send %d generation(s); the background relay will", len(rows) - len(settled),
+                        exc_info=True)
+        finally:
+            delivered(engine, settled)
 
     def relay_pending(self, engine: Engine) -> bool:
         self.client.ping()  # with Redis away, fail here rather than inside a transaction
-        claimed = self._relay(engine, None)
-        self.breaker.reset()
-        return claimed == self.batch
-
-    def _relay(self, engine: Engine, ids: list[int] | None) -> int:
         failure: Exception | None = None
         with session_scope(engine) as session:
-            # Claimed (locked) while sending, so two relays never send the same row.
-            rows = outbox.claim(session, (self.topic,), ids=ids, limit=self.batch)
-            sent: list[int] = []
+            # Claimed (locked) while sending, so two background relays never send the same row.
+            rows = claim_settled_later(session, self.topic, self.batch)
+            settled: list[int] = []
             for row in rows:
                 assert row.id is not None
                 try:
-                    self._send(row.id, GenerationDispatch.model_validate(row.payload))
+                    if self._send(row.id, GenerationDispatch.model_validate(row.payload)):
+                        settled.append(row.id)
                 except Exception as exc:
                     failure = exc
                     break
-                sent.append(row.id)
-            outbox.mark_processed(session, sent)  # what went out is settled even if a later send failed
+            outbox.mark_processed(session, settled)  # what went out is settled even if a later send failed
         if failure is not None:
             raise failure
-        return len(rows)
+        self.breaker.reset()
+        return len(rows) == self.batch
 
-    def _send(self, row_id: int, message: GenerationDispatch) -> None:
+    def _send(self, row_id: int, message: GenerationDispatch) -> bool:
+        """Send the row's message unless it went out already; False while another relay is sending
+        it (the row stays pending: that relay settles it, or a later pass finds it sent). A relay
+        takes the row's sending claim first, so the after-commit relay and a background pass never
+        both send it; a relay that dies holding the claim holds it for `SENDING_CLAIM_SECONDS`."""
         key = sent_key(message.generation_id)
-        if self.client.get(key) == str(row_id).encode():
-            return  # sent by a relay that died before settling the row
+        mine = str(row_id).encode()
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.set(sending_key(row_id), 1, nx=True, ex=SENDING_CLAIM_SECONDS)
+            marker, claimed = pipe.execute()
+        if marker == mine:
+            return True  # sent by a relay that died before settling the row
+        if not claimed:
+            return False
         with attached(message.trace):
             send_generation(self.broker_url, message.generation_id, message.request_id)
         self.client.set(key, row_id, ex=self.marker_ttl)
+        return True

@@ -48,12 +48,15 @@ def claim_batch(session: Session, topic: str, limit: int = 50) -> list[OutboxEve
 
 
 def claim(session: Session, topics: Collection[str], *, ids: Collection[int] | None = None,
-          limit: int = 500) -> list[OutboxEvent]:
-    """Pending rows of `topics` (only `ids` when given), oldest first, locked for this
-    transaction; rows another relay holds are skipped."""
+          limit: int = 500, written_before: datetime | None = None) -> list[OutboxEvent]:
+    """Pending rows of `topics` (only `ids` when given, only those written before `written_before`
+    when given), oldest first, locked for this transaction; rows another relay holds are
+    skipped."""
     q = select(OutboxEvent).where(col(OutboxEvent.topic).in_(list(topics)), col(OutboxEvent.processed_at).is_(None))
     if ids is not None:
         q = q.where(col(OutboxEvent.id).in_(list(ids)))
+    if written_before is not None:
+        q = q.where(col(OutboxEvent.created_at) < written_before)
     q = q.order_by(col(OutboxEvent.id)).limit(limit)
     if not is_sqlite(session.get_bind()):  # type: ignore[arg-type]
         q = q.with_for_update(skip_locked=True)
