@@ -3,8 +3,9 @@
 Starts the whole stack as local processes (Redis, moto's S3 server, the api and a worker, the
 database: SQLite unless --database-url), drives N generations one after another over HTTP with
 a zero-latency built-in model (the client learns that each one ended from the board's live
-events, as a canvas does; `--notice poll` asks `GET /v1/generations/{id}` instead), and compares the per-generation overhead (end-to-end minus the
-model's own time) with a bare Celery round trip on the same broker. Then a saturation run:
+events, as a canvas does; `--notice poll` asks `GET /v1/generations/{id}` instead), and
+compares the per-generation overhead (end-to-end minus the model's own time) with a bare Celery
+round trip on the same broker. Then a saturation run:
 --clients threads generating at once for a fixed number of generations, generations per second
 beside bare Celery no-op tasks per second (same clients, same broker, a worker of the same size).
 
