@@ -79,9 +79,9 @@ def sent_key(generation_id: str) -> str:
     return f"easel:generation:{generation_id}:sent"
 
 
-def sending_key(row_id: int) -> str:
+def sending_key(generation_id: str, row_id: int) -> str:
     """Held by the relay that is sending a dispatch row's message (see `DispatchRelay._send`)."""
-    return f"easel:dispatch:{row_id}:sending"
+    return f"easel:generation:{generation_id}:dispatch:{row_id}:sending"
 
 
 def forget_sent(client: redis.Redis, generation_id: str) -> None:
@@ -169,7 +169,7 @@ class DispatchRelay:
         mine = str(row_id).encode()
         with self.client.pipeline(transaction=False) as pipe:
             pipe.get(key)
-            pipe.set(sending_key(row_id), 1, nx=True, ex=SENDING_CLAIM_SECONDS)
+            pipe.set(sending_key(message.generation_id, row_id), 1, nx=True, ex=SENDING_CLAIM_SECONDS)
             marker, claimed = pipe.execute()
         if marker == mine:
             return True  # sent by a relay that died before settling the row
