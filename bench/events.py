@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import sys
@@ -163,6 +164,13 @@ async def measure(url: str, port: int, pid: int, redis_url: str, api_key: str, b
     from_publish: list[float] = []
     cpu = 0.0
     clock = PublishClock(redis_url, board)
+    # This process holds every subscriber's connection, buffers and tasks: a full collection of
+    # its own garbage collector took ~106 ms here and stamped one round's arrivals late at every
+    # subscriber alike, which is this instrument's pause, not the api's (a canvas is one client
+    # per process). The collector stays off while the rounds are measured.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     try:
         base = int(time.time()) % 100_000 * 1000  # fresh markers on every run
         for i in range(WARMUP_ROUNDS + rounds):
@@ -182,6 +190,8 @@ async def measure(url: str, port: int, pid: int, redis_url: str, api_key: str, b
                 from_publish += [(s.received[r] - clock.seen[r]) * 1000 for s in subs]
             await asyncio.sleep(0.05)
     finally:
+        gc.enable()
+        gc.unfreeze()
         client.close()
         clock.close()
         for task in listeners:
