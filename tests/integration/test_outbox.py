@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from easel_shared import relay as relay_mod
 from easel_shared import tasks
 from easel_shared.clock import utcnow
+from easel_shared.db import build_engine
 from easel_shared.events import BoardEventRelay, stream_key
 from easel_shared.models import Generation, OutboxEvent
 from easel_shared.repositories.outbox import BOARD_EVENT, DISPATCH_GENERATION
@@ -398,6 +399,29 @@ def test_a_commits_events_reach_subscribers_while_the_database_is_held(
         wait_for(lambda: not unpublished(stack, b), what="the delivered row to be marked")
         assert event.id == f"{row.seq}-0"
         assert stream_seqs(stack, b).count(row.seq) == 1
+
+
+def test_delivered_rows_are_marked_within_a_second_whatever_the_poll(
+        stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's long OUTBOX_POLL_SECONDS does not leave delivered rows unmarked that long:
+    a background pass would take them for rows left behind and deliver them again."""
+    c, b = account.client, board["id"]
+    n = text_node(c, b, "patient")
+    monkeypatch.setattr(relay_mod, "AFTER_COMMIT_GRACE", timedelta(hours=1))
+    with monkeypatch.context() as m:
+        m.setattr(relay_mod, "_installed", [])
+        move(c, n["id"], 3)
+    [row] = [r for r in unpublished(stack, b) if r.payload["event"] == "node.updated"]
+    # An engine of its own: only the relay thread below marks what was delivered through it.
+    engine = build_engine(stack.settings.database_url)
+    thread = relay_mod.RelayThread(engine, [], poll_seconds=3600, retention_seconds=86400)
+    thread.start()
+    try:
+        BoardEventRelay(redis_client(stack)).relay_written(engine, [written(row)])
+        wait_for(lambda: not unpublished(stack, b), what="the delivered row marked long before the next poll")
+    finally:
+        thread.stop()
+        engine.dispose()
 
 
 def test_a_dispatch_goes_out_while_the_database_is_held_and_runs_once(

@@ -4,9 +4,10 @@ the change they announce, and they are relayed after the commit, never for a rol
 - Right after a commit, the committing process relays the rows its session wrote (session
   hooks installed by `install`): low latency, and nothing to do when Redis is away. Live events
   and dispatches go out from the rows as the session wrote them, with no transaction of their
-  own: the rows they delivered are marked in the database later, in one batch per second, by the
-  process's background relay (`Settlements`). Such a relay holds no database lock, so it neither
-  waits for a writer nor holds one up (on SQLite every transaction takes the one write lock).
+  own: the rows they delivered are marked in the database later, in one batch every
+  `SETTLE_EVERY_SECONDS`, by the process's background relay (`Settlements`). Such a relay holds
+  no database lock, so it neither waits for a writer nor holds one up (on SQLite every
+  transaction takes the one write lock).
 - A background thread in every service process (`RelayThread`) relays whatever is left: Redis was
   down, or the process died between its commit and the relay. It claims rows with
   `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite serializes writers), so replicas share the work.
@@ -63,6 +64,10 @@ AFTER_COMMIT_GRACE = timedelta(seconds=2)
 #: (a script that commits without running one): past this the oldest are let go. Their rows stay
 #: pending, and a background relay elsewhere delivers them again, idempotently.
 MAX_UNSETTLED = 10_000
+#: How often a background relay marks what its process's after-commit relays delivered, whatever
+#: `OUTBOX_POLL_SECONDS` is: well inside `AFTER_COMMIT_GRACE`, so that a background pass does not
+#: take a delivered row for one left behind and deliver it again.
+SETTLE_EVERY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,8 @@ class RelayThread:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._prune_at = 0.0
+        self._settle_at = 0.0
+        self._settle_failures = 0
 
     def start(self) -> None:
         if self._thread is not None:
@@ -306,17 +313,29 @@ class RelayThread:
                     self._pass(lane)
             self._prune()
             wake = min(lane.next_at for lane in self.lanes) if self.lanes else time.monotonic() + self.poll_seconds
-            delay = wake - time.monotonic()
+            delay = min(wake - time.monotonic(), SETTLE_EVERY_SECONDS)
             if delay > 0:
                 self._stop.wait(delay)
-        self._settle()
+        self._settle(last=True)
         log.info("outbox relay stopped")
 
-    def _settle(self) -> None:
+    def _settle(self, *, last: bool = False) -> None:
+        if not last and time.monotonic() < self._settle_at:
+            return
         try:
             settle_delivered(self.engine)
         except Exception:
-            log.warning("could not mark delivered outbox rows; retrying on the next pass", exc_info=True)
+            # The database is away: the ids wait in memory (bounded), and this backs off like the
+            # lanes do rather than logging twice a second.
+            self._settle_failures += 1
+            if self._settle_failures == 1:
+                log.warning("could not mark delivered outbox rows; retrying every %.0fs", MAX_BACKOFF_SECONDS,
+                            exc_info=True)
+            self._settle_at = time.monotonic() + MAX_BACKOFF_SECONDS
+            return
+        if self._settle_failures:
+            log.info("marking delivered outbox rows recovered after %d failed tries", self._settle_failures)
+            self._settle_failures = 0
 
     def _pass(self, lane: _Lane) -> None:
         try:
