@@ -203,7 +203,6 @@ class BoardWatch:
         self.ended: dict[str, dict[str, Any]] = {}
         self.changed = threading.Condition()
         self.open = threading.Event()
-        self.closing = False
         self.thread = threading.Thread(target=self._listen, daemon=True, name=f"watch-{board_id}")
         self.thread.start()
         if not self.open.wait(30):
@@ -211,18 +210,19 @@ class BoardWatch:
 
     def _listen(self) -> None:
         url = f"/v1/boards/{self.board_id}/events"
-        with httpx_sse.connect_sse(self.c, "GET", url, timeout=httpx.Timeout(30, read=None)) as source:
-            for sse in source.iter_sse():
-                if sse.event == "board.snapshot":
-                    self.open.set()  # from here on every change arrives as an event
-                elif sse.event.startswith("generation.") and sse.data:
-                    gen = orjson.loads(sse.data)
-                    if gen["status"] in FINAL:
-                        with self.changed:
-                            self.ended[gen["id"]] = gen
-                            self.changed.notify_all()
-                if self.closing:
-                    return
+        try:
+            with httpx_sse.connect_sse(self.c, "GET", url, timeout=httpx.Timeout(30, read=None)) as source:
+                for sse in source.iter_sse():
+                    if sse.event == "board.snapshot":
+                        self.open.set()  # from here on every change arrives as an event
+                    elif sse.event.startswith("generation.") and sse.data:
+                        gen = orjson.loads(sse.data)
+                        if gen["status"] in FINAL:
+                            with self.changed:
+                                self.ended[gen["id"]] = gen
+                                self.changed.notify_all()
+        except httpx.TransportError:
+            pass  # the stream ends with the stack; a wait still pending says so by its deadline
 
     def wait(self, gen_id: str, timeout: float = 60) -> dict[str, Any]:
         with self.changed:

@@ -158,6 +158,20 @@ def database_held(stack: Stack) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def unrelayed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Commits in the block get no after-commit relay, as if their process died right after each."""
+    with monkeypatch.context() as m:
+        m.setattr(relay_mod, "_installed", [])
+        yield
+
+
+@pytest.fixture
+def relayed_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background passes leave fresh rows to the relay the test runs by hand, however slow the
+    machine."""
+
+
 def written(row: OutboxEvent) -> relay_mod.Written:
     assert row.id is not None
     return relay_mod.Written(row.id, row.topic, row.board_id, row.seq, row.payload)
@@ -174,6 +188,14 @@ def ran_once(c: httpx.Client, generation_id: str) -> None:
     done = wait_final(c, generation_id)
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert ledger_kinds(c, generation_id) == ["reserve", "capture"]
+
+
+def settled_and_left_waiting(stack: Stack, generation_id: str, what: str) -> None:
+    """The generation's dispatch row is settled, and its sent marker keeps the sweeper from sending
+    its message again."""
+    wait_for(lambda: dispatch_rows(stack, generation_id)[0].processed_at is not None, what=what)
+    sweep()
+    assert queued_ids(stack)[generation_id] == 1
 
 
 def dispatch_rows(stack: Stack, generation_id: str) -> list[OutboxEvent]:
@@ -313,9 +335,8 @@ def test_a_commit_whose_relay_died_is_published_once_by_the_background_relay(
     n = text_node(c, b, "left behind")
     with SSEClient(stack.api_url, b, account.api_key) as client:
         client.wait_for_type("board.snapshot")
-        with monkeypatch.context() as m:
+        with unrelayed(monkeypatch):
             # The committing process dies between its commit and its relay: nothing relays after it.
-            m.setattr(relay_mod, "_installed", [])
             moved = move(c, n["id"], 42)
         event = client.wait_for_event(lambda e: e.event == "node.updated" and e.data == moved)
         # The relay marks its rows after the stream has them: the client can see the event first.
@@ -350,8 +371,7 @@ def test_a_dispatch_whose_relay_died_is_sent_once(stack: Stack, account: Account
     n = image_node(c, board["id"], prompt="a parcel")
     assert stack.worker is not None
     with stack.worker.paused():
-        with monkeypatch.context() as m:
-            m.setattr(relay_mod, "_installed", [])
+        with unrelayed(monkeypatch):
             gen = accepted(c, n["id"])
         wait_for(lambda: queued_ids(stack)[gen["id"]] == 1, what="the background relay to send the generation")
         [row] = dispatch_rows(stack, gen["id"])
@@ -366,23 +386,18 @@ def test_a_dispatch_whose_relay_died_is_sent_once(stack: Stack, account: Account
         with Session(stack.engine) as session:
             session.execute(update(OutboxEvent).where(col(OutboxEvent.id) == row.id).values(processed_at=None))
             session.commit()
-        wait_for(lambda: dispatch_rows(stack, gen["id"])[0].processed_at is not None,
-                 what="the background relay to settle the row")
-        sweep()  # its sent marker says it is waiting: the sweeper leaves it alone
-        assert queued_ids(stack)[gen["id"]] == 1
+        settled_and_left_waiting(stack, gen["id"], "the background relay to settle the row")
     ran_once(c, gen["id"])
 
 
+@pytest.mark.usefixtures("relayed_by_hand")
 def test_a_commits_events_reach_subscribers_while_the_database_is_held(
         stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     c, b = account.client, board["id"]
     n = text_node(c, b, "in a hurry")
-    # Background passes leave the row to the relay this test runs, however slow the machine.
-    monkeypatch.setattr(relay_mod, "AFTER_COMMIT_GRACE", timedelta(hours=1))
     with SSEClient(stack.api_url, b, account.api_key) as client:
         client.wait_for_type("board.snapshot")
-        with monkeypatch.context() as m:
-            m.setattr(relay_mod, "_installed", [])  # this commit's relay runs below, by hand
+        with unrelayed(monkeypatch):  # this commit's relay runs below, by hand
             moved = move(c, n["id"], 7)
         [row] = [r for r in unpublished(stack, b) if r.payload["event"] == "node.updated"]
         publisher = BoardEventRelay(redis_client(stack))
@@ -401,15 +416,14 @@ def test_a_commits_events_reach_subscribers_while_the_database_is_held(
         assert stream_seqs(stack, b).count(row.seq) == 1
 
 
+@pytest.mark.usefixtures("relayed_by_hand")
 def test_delivered_rows_are_marked_within_a_second_whatever_the_poll(
         stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """An operator's long OUTBOX_POLL_SECONDS does not leave delivered rows unmarked that long:
     a background pass would take them for rows left behind and deliver them again."""
     c, b = account.client, board["id"]
     n = text_node(c, b, "patient")
-    monkeypatch.setattr(relay_mod, "AFTER_COMMIT_GRACE", timedelta(hours=1))
-    with monkeypatch.context() as m:
-        m.setattr(relay_mod, "_installed", [])
+    with unrelayed(monkeypatch):
         move(c, n["id"], 3)
     [row] = [r for r in unpublished(stack, b) if r.payload["event"] == "node.updated"]
     # An engine of its own: only the relay thread below marks what was delivered through it.
@@ -424,15 +438,14 @@ def test_delivered_rows_are_marked_within_a_second_whatever_the_poll(
         engine.dispose()
 
 
+@pytest.mark.usefixtures("relayed_by_hand")
 def test_a_dispatch_goes_out_while_the_database_is_held_and_runs_once(
         stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     c = account.client
     n = image_node(c, board["id"], prompt="a kite")
-    monkeypatch.setattr(relay_mod, "AFTER_COMMIT_GRACE", timedelta(hours=1))
     assert stack.worker is not None
     with stack.worker.paused():
-        with monkeypatch.context() as m:
-            m.setattr(relay_mod, "_installed", [])
+        with unrelayed(monkeypatch):
             gen = accepted(c, n["id"])
         [row] = dispatch_rows(stack, gen["id"])
         assert row.processed_at is None
@@ -444,22 +457,18 @@ def test_a_dispatch_goes_out_while_the_database_is_held_and_runs_once(
             sending.join(30)
             assert not sending.is_alive()
         relay_mod.settle_delivered(stack.engine)
-        wait_for(lambda: dispatch_rows(stack, gen["id"])[0].processed_at is not None,
-                 what="the delivered row to be marked")
-        sweep()  # its sent marker says it is waiting: the sweeper leaves it alone
-        assert queued_ids(stack)[gen["id"]] == 1
+        settled_and_left_waiting(stack, gen["id"], "the delivered row to be marked")
     ran_once(c, gen["id"])
 
 
+@pytest.mark.usefixtures("relayed_by_hand")
 def test_relays_sending_the_same_dispatches_at_once_send_each_once(
         stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     c = account.client
     nodes = [image_node(c, board["id"], prompt=f"a bell, take {i}") for i in range(3)]
-    monkeypatch.setattr(relay_mod, "AFTER_COMMIT_GRACE", timedelta(hours=1))
     assert stack.worker is not None
     with stack.worker.paused():
-        with monkeypatch.context() as m:
-            m.setattr(relay_mod, "_installed", [])
+        with unrelayed(monkeypatch):
             gens = [accepted(c, n["id"]) for n in nodes]
         rows = [written(r) for g in gens for r in dispatch_rows(stack, g["id"])]
         # The after-commit relay and background passes of other processes, all at the same moment.

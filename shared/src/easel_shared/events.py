@@ -162,7 +162,7 @@ class BoardEventRelay:
             for board_id, board_rows in groupby(sorted(written, key=_board_seq), key=lambda r: str(r.board_id)):
                 published = self._add(board_id, list(board_rows), force=False)
                 done += [row.id for row, (status, _) in published if status >= 0 and row.id is not None]
-                if len(published) and published[-1][1][0] < 0:
+                if published and published[-1][1][0] < 0:  # refused for a gap
                     behind.append(board_id)
             delivered(engine, done)
             if behind:

@@ -5,8 +5,8 @@ the transaction that queues the generation, and `DispatchRelay` sends the Celery
 the commit, from the row as written and with no transaction (or later, from the background relay,
 when Redis was away). A relay takes the row's *sending claim* (`sending_key`, a short TTL) before
 it sends, so the after-commit relay and a background pass never both send one row. Right after
-sending, it sets the generation's *sent marker* in Redis (`sent_key`, value: the outbox row id, TTL a little
-above the Celery visibility timeout). The sweeper resends a generation queued for
+sending, it sets the generation's *sent marker* in Redis (`sent_key`, value: the outbox row id,
+TTL a little above the Celery visibility timeout). The sweeper resends a generation queued for
 `REQUEUE_AFTER_SECONDS` exactly when its marker is gone (Redis lost its data, or the message was
 never sent), whatever the length of the queue.
 """
