@@ -14,8 +14,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from PIL import Image
+from starlette.requests import Request
 
-from easel_shared.imaging import ImageRejected, decode_budget, inspect_with_thumbnail
+from easel_api.arriving_decode import EarlyDecode, EarlyDecoder
+from easel_api.services.images import rendered
+from easel_shared.imaging import DEFAULT_MAX_PIXELS, ImageInfo, ImageRejected, decode_budget, inspect_with_thumbnail
 from easel_shared.imaging.arriving import ArrivingBytes, BodyAbandoned, BodyTooSlow
 from easel_shared.imaging.transform import inspect_with_thumbnail_while_arriving
 from easel_shared.imaging.validate import NotStreamable
@@ -219,3 +222,58 @@ def test_the_whole_file_must_be_what_arrived() -> None:
     body.add(b"abc")
     with pytest.raises(ValueError):
         body.finish(b"abcd")
+
+
+# --------------------------------------------------------------------------- the api's early decode
+
+
+def http_request(content_length: int) -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": [
+        (b"content-length", str(content_length).encode())]})
+
+
+def test_the_early_decode_answers_before_it_renders_the_thumbnail() -> None:
+    """The upload's transaction starts on the answer and runs while the thumbnail is rendered;
+    the thumbnail is the one the usual decode renders."""
+    data = encode(noise(600, 400), "PNG")
+    answered = threading.Event()
+    go_on = threading.Event()
+
+    def answered_then_held(_: Future[ImageInfo | None]) -> None:
+        answered.set()
+        go_on.wait(60)  # runs on the decoder's thread, which sets the answer
+
+    decoder = EarlyDecoder(slots=1, window_seconds=60, max_pixels=DEFAULT_MAX_PIXELS)
+    try:
+        early = decoder.start(http_request(len(data)))
+        assert early is not None
+        # The decoder's thread is held once it has answered, before it renders the thumbnail.
+        early._decoded.add_done_callback(answered_then_held)
+        for piece in pieces(data):
+            early.add(piece)
+        early.finish(data)
+        answer = early.result()
+        assert answer is not None
+        info, thumbnail = answer
+        assert answered.is_set() and not thumbnail.done()
+        go_on.set()
+        assert (info, thumbnail.result(timeout=60)) == inspect_with_thumbnail(data)
+    finally:
+        go_on.set()
+        decoder.shutdown()
+
+
+def test_an_early_decode_that_never_ran_answers_none() -> None:
+    """A decode canceled before it started (the api stopping) sends the upload to the usual
+    decode instead of leaving it waiting for an answer that never comes."""
+    never_ran: Future[bytes | None] = Future()
+    never_ran.cancel()
+    early = EarlyDecode(ArrivingBytes(time.monotonic() + 60), Future(), never_ran)
+    assert early.result() is None
+
+
+def test_a_thumbnail_the_decoder_could_not_render_is_rendered_from_the_bytes() -> None:
+    data = encode(noise(300, 200), "PNG")
+    failed: Future[bytes | None] = Future()
+    failed.set_result(None)
+    assert rendered(failed, data, DEFAULT_MAX_PIXELS) == inspect_with_thumbnail(data)[1]

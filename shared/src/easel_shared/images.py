@@ -61,26 +61,47 @@ def store_image(store: ObjectStore, account_id: str, data: bytes, info: ImageInf
     `inspect_with_thumbnail` from the decode that validated the bytes); the caller adds the
     returned row to its session. `early`: the original's write already started
     (`start_original`)."""
+    image, original = _start(store, account_id, data, info, source, image_id, early)
+    # The original's upload overlaps the thumbnail's rendering (both mostly release the GIL).
+    try:
+        put_thumbnail(store, image, thumbnail if thumbnail is not None else make_thumbnail(data))
+    finally:
+        original.result()
+    return image
+
+
+def store_original(store: ObjectStore, account_id: str, data: bytes, info: ImageInfo, source: str,
+                   early: EarlyOriginal | None = None) -> Image:
+    """`store_image` without the thumbnail: the original written (or its early write waited
+    for) and the row that will point at both. The caller stores the thumbnail
+    (`put_thumbnail`) before that row commits."""
+    image, original = _start(store, account_id, data, info, source, None, early)
+    original.result()
+    return image
+
+
+def put_thumbnail(store: ObjectStore, image: Image, thumbnail: bytes) -> None:
+    store.put(image.thumbnail_key, thumbnail, THUMBNAIL_CONTENT_TYPE)
+
+
+def _start(store: ObjectStore, account_id: str, data: bytes, info: ImageInfo, source: str,
+           image_id: str | None, early: EarlyOriginal | None) -> tuple[Image, Future[None]]:
+    """The image's row, and the original's write (started now unless `early` started it)."""
     if early is not None and early.content_type != info.content_type:
         discard(store, early)  # the magic bytes and the decoder disagree: write it as decoded
         early = None
     image_id = early.image_id if early is not None else image_id or new_id("img")
     key = early.key if early is not None else f"images/{account_id}/{image_id}.{info.extension}"
-    thumb_key = f"images/{account_id}/{image_id}.thumb.{thumbnail_ext()}"
-    # The original's upload overlaps the thumbnail's rendering (both mostly release the GIL).
     original = early.written if early is not None else _writer.submit(store.put, key, data, info.content_type)
-    try:
-        store.put(thumb_key, thumbnail if thumbnail is not None else make_thumbnail(data), THUMBNAIL_CONTENT_TYPE)
-    finally:
-        original.result()
-    return Image(
+    image = Image(
         id=image_id,
         account_id=account_id,
         storage_key=key,
-        thumbnail_key=thumb_key,
+        thumbnail_key=f"images/{account_id}/{image_id}.thumb.{thumbnail_ext()}",
         content_type=info.content_type,
         width=info.width,
         height=info.height,
         size_bytes=len(data),
         source=source,
     )
+    return image, original

@@ -17,10 +17,11 @@ as too large never started a decode."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from prometheus_client import Counter, Gauge
 from starlette.requests import Request
@@ -33,7 +34,9 @@ from easel_shared.imaging.validate import NotStreamable
 
 log = logging.getLogger(__name__)
 
-Inspected = tuple[ImageInfo, bytes]  # the image's description and its thumbnail
+#: The image's description, and its thumbnail as it renders on the decoder's thread (None from
+#: it: the thumbnail could not be rendered there; render it from the bytes).
+Inspected = tuple[ImageInfo, "Future[bytes | None]"]
 
 EARLY_DECODES = Counter(
     "easel_upload_early_decodes_total",
@@ -49,9 +52,17 @@ EARLY_DECODES_RUNNING = Gauge("easel_upload_early_decodes_running",
 class EarlyDecode:
     """One upload's decode, running while its file arrives."""
 
-    def __init__(self, body: ArrivingBytes, result: Future[Inspected | None]) -> None:
+    def __init__(self, body: ArrivingBytes, decoded: Future[ImageInfo | None], thumbnail: Future[bytes | None]) -> None:
         self._body = body
-        self._result = result
+        self._decoded = decoded
+        self._thumbnail = thumbnail
+        # The decoder's task answers before it ends; one canceled before it ran (the api
+        # stopping) never does, and its upload is validated the usual way.
+        thumbnail.add_done_callback(self._ended)
+
+    def _ended(self, _: Future[bytes | None]) -> None:
+        with contextlib.suppress(InvalidStateError):
+            self._decoded.set_result(None)
 
     def add(self, piece: bytes) -> None:
         self._body.add(piece)
@@ -63,8 +74,10 @@ class EarlyDecode:
         self._body.abandon()
 
     def result(self) -> Inspected | None:
-        """The upload's description and thumbnail, or None: validate it the usual way."""
-        return self._result.result()
+        """The upload's description as soon as it is known valid, with its thumbnail still
+        rendering; or None: validate it the usual way."""
+        info = self._decoded.result()
+        return None if info is None else (info, self._thumbnail)
 
 
 class EarlyDecoder:
@@ -87,18 +100,27 @@ class EarlyDecoder:
         EARLY_DECODES_RUNNING.inc()
         try:
             body = ArrivingBytes(time.monotonic() + self._window)
-            return EarlyDecode(body, self._pool.submit(self._decode, body))
+            decoded: Future[ImageInfo | None] = Future()
+            return EarlyDecode(body, decoded, self._pool.submit(self._decode, body, decoded))
         except BaseException:
             EARLY_DECODES_RUNNING.dec()
             self._slots.release()
             raise
 
-    def _decode(self, body: ArrivingBytes) -> Inspected | None:
-        # Whatever goes wrong is decided again, the usual way, if the body arrives whole.
+    def _decode(self, body: ArrivingBytes, decoded: Future[ImageInfo | None]) -> bytes | None:
+        """Answers through ``decoded`` as soon as the image is known valid (the request goes on
+        with its transaction), then renders the thumbnail, which it returns."""
+        # Whatever goes wrong before the answer is decided again, the usual way, if the body
+        # arrives whole.
         outcome = "rejected"
-        try:
-            inspected = inspect_with_thumbnail_while_arriving(body, max_pixels=self._max_pixels)
+
+        def answer(info: ImageInfo) -> None:
+            nonlocal outcome
             outcome = "decoded"
+            decoded.set_result(info)
+
+        try:
+            _, thumbnail = inspect_with_thumbnail_while_arriving(body, max_pixels=self._max_pixels, on_decoded=answer)
         except NotStreamable:
             outcome = "not_streamable"
         except (ImageRejected, BodyAbandoned) as exc:
@@ -109,10 +131,12 @@ class EarlyDecoder:
             elif isinstance(cause, BodyAbandoned):
                 outcome = "abandoned"
         except Exception:
-            log.warning("an upload's early decode failed; it is validated the usual way", exc_info=True)
+            log.warning("an upload's early decode failed; the request decodes it again", exc_info=True)
         else:
-            return inspected
+            return thumbnail
         finally:
+            if not decoded.done():
+                decoded.set_result(None)
             EARLY_DECODES.labels(outcome).inc()
             body.abandon()  # nothing of the file is kept here once the decode is over
             assert self._slots is not None

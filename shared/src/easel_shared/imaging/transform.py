@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from typing import Final
 
 from PIL import Image
@@ -82,13 +83,19 @@ def inspect_with_thumbnail(data: bytes, *, max_side: int = 256,
         return info, _thumbnail(image, max_side)
 
 
-def inspect_with_thumbnail_while_arriving(body: ArrivingBytes, *, max_side: int = 256,
-                                          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageInfo, bytes]:
+def inspect_with_thumbnail_while_arriving(
+    body: ArrivingBytes, *, max_side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_decoded: Callable[[ImageInfo], None] | None = None,
+) -> tuple[ImageInfo, bytes]:
     """:func:`inspect_with_thumbnail` of a file whose bytes are still arriving (see
-    :func:`~.validate.decoded_while_arriving`, whose exceptions it raises)."""
+    :func:`~.validate.decoded_while_arriving`, whose exceptions it raises). ``on_decoded`` is
+    told the description as soon as the image is known to be valid, before the thumbnail is
+    rendered."""
     if max_side < 1:
         raise ValueError("max_side must be positive")
     with decoded_while_arriving(body, max_pixels, working_copies=1) as (image, info, _):
+        if on_decoded is not None:
+            on_decoded(info)
         return info, _thumbnail(image, max_side)
 
 
@@ -111,7 +118,7 @@ def _thumbnail(image: Image.Image, max_side: int) -> bytes:
         out,
         format="WEBP",
         quality=_THUMBNAIL_QUALITY,
-        method=4,
+        method=2,
         icc_profile=icc_profile if keep_icc else None,
     )
     thumb.close()

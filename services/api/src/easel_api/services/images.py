@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 from easel_api.arriving_decode import EarlyDecode
@@ -11,8 +12,8 @@ from easel_shared import lifecycle, node_updates
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
-from easel_shared.images import discard, start_original, store_image
-from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_with_thumbnail
+from easel_shared.images import discard, put_thumbnail, start_original, store_image, store_original
+from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_with_thumbnail, make_thumbnail
 from easel_shared.models import Account, Image
 from easel_shared.node_updates import Change
 from easel_shared.repositories import boards as repo
@@ -33,7 +34,8 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes,
     # only an unreferenced object, never a node pointing at nothing.
     early = start_original(ctx.store, account.id, data)
     try:
-        # One decode validates the upload and renders its thumbnail.
+        # One decode validates the upload and renders its thumbnail (an early decode renders it
+        # while the transaction below runs).
         inspected = arriving.result() if arriving is not None else None
         info, thumbnail = inspected or inspect_with_thumbnail(data, max_pixels=ctx.settings.max_image_pixels)
     except BaseException as exc:
@@ -44,7 +46,7 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes,
         if exc.code == "unsupported_format":
             raise errors.UnsupportedFormat(exc.message) from None
         raise errors.ImageInvalid(exc.message) from None
-    image = store_image(ctx.store, account.id, data, info, "upload", thumbnail=thumbnail, early=early)
+    image = store_original(ctx.store, account.id, data, info, "upload", early=early)
     canceled: list[str] = []
     with session_scope(ctx.engine) as session:
         repo.lock_board(session, node.board_id)
@@ -65,9 +67,19 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes,
         repo.touch(node)
         session.add(node)
         view = node_updates.stage(session, node.board_id, ctx.base_url, Change.state_of(node.id))[node.id]
+        # The row commits only once the thumbnail it names is stored.
+        put_thumbnail(ctx.store, image, rendered(thumbnail, data, ctx.settings.max_image_pixels))
     for gen_id in canceled:
         lifecycle.signal_cancel(ctx.redis, gen_id)
     return view
+
+
+def rendered(thumbnail: bytes | Future[bytes | None], data: bytes, max_pixels: int) -> bytes:
+    if isinstance(thumbnail, bytes):
+        return thumbnail
+    # Rendering on the decoder's thread; None: it could not be, so it is rendered from the bytes.
+    rendered = thumbnail.result()
+    return rendered if rendered is not None else make_thumbnail(data, max_pixels=max_pixels)
 
 
 def crop(ctx: AppContext, account: Account, node_id: str, x: int, y: int, width: int, height: int) -> dict[str, Any]:
