@@ -75,11 +75,12 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes,
 
 
 def rendered(thumbnail: bytes | Future[bytes | None], data: bytes, max_pixels: int) -> bytes:
+    """The upload's thumbnail: rendered already, or once the early decode's thread has rendered
+    it (rendered here from the bytes if that thread could not)."""
     if isinstance(thumbnail, bytes):
         return thumbnail
-    # Rendering on the decoder's thread; None: it could not be, so it is rendered from the bytes.
-    rendered = thumbnail.result()
-    return rendered if rendered is not None else make_thumbnail(data, max_pixels=max_pixels)
+    made = thumbnail.result()
+    return made if made is not None else make_thumbnail(data, max_pixels=max_pixels)
 
 
 def crop(ctx: AppContext, account: Account, node_id: str, x: int, y: int, width: int, height: int) -> dict[str, Any]:
