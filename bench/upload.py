@@ -407,6 +407,8 @@ def main() -> None:
     print("uploads decoded while their body arrived (the api's easel_upload_early_decodes_total, the run's "
           "refused bodies and the warm-up included): " + (", ".join(f"{k} {v}" for k, v in sorted(early.items()))
                                                           or "none"))
+    if not args.refused:
+        return
     print(f"\nrefused bodies: {args.refused_mib} MiB files, one at a time, api pid {pid}")
     for m in memory:
         statuses = sorted({r.status for r in m.refusals})
