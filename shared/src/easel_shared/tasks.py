@@ -53,6 +53,12 @@ def celery_config(broker_url: str, visibility_timeout: int) -> dict[str, object]
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # When the broker connection drops, a running generation finishes rather than being
+        # canceled: its end is written to the database, not to the broker, and its unacknowledged
+        # message comes back after the visibility timeout to find it done (the lease makes that a
+        # no-op). Celery 6 flips this default to True; set here so that does not change Easel.
+        # Celery still warns on every connection loss while it is False (filtered in the tests).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": {"visibility_timeout": visibility_timeout},
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
