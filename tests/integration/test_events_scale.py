@@ -190,8 +190,7 @@ def test_a_client_too_far_behind_is_cut_off_and_resumes_without_loss(
 
         def cut_off() -> bool:
             nonlocal sent
-            reader = api.readers().get(b)
-            if reader is not None and any(s.overflowed for s in list(reader.subscribers)):
+            if api.subscribers(b) == 1:  # the lagging client overflowed: it no longer counts
                 return True
             sent += 1
             assert c.patch(f"/v1/nodes/{txt['id']}", json={"text": f"{sent} " + "y" * 4990}).status_code == 200
@@ -211,6 +210,37 @@ def test_a_client_too_far_behind_is_cut_off_and_resumes_without_loss(
     expected = [(e.id, e.event) for e in steady.events]
     start = [i for i, _ in expected].index(last_seen)
     assert [(e.id, e.event) for e in resumed.events] == expected[start + 1:]
+
+
+def test_a_board_whose_only_client_stopped_reading_stops_its_reader(
+        stack: Stack, account: Account, board: dict, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from easel_api import live
+
+    monkeypatch.setattr(live, "QUEUE_LIMIT", 30)
+    c, b = account.client, board["id"]
+    txt = c.post(f"/v1/boards/{b}/nodes", json={"kind": "text", "text": "seed"}).json()
+    for _ in range(4):  # five big events per PATCH, as above
+        img = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
+        c.post(f"/v1/boards/{b}/edges", json={"source_node_id": txt["id"], "target_node_id": img["id"]})
+    lagging = _never_reading_client(api.port, b, account.api_key)
+    wait_for(lambda: api.subscribers(b) == 1, what="the subscriber")
+    sent = 0
+
+    def reader_stopped() -> bool:
+        nonlocal sent
+        if b not in api.readers():
+            return True
+        sent += 1
+        assert c.patch(f"/v1/nodes/{txt['id']}", json={"text": f"{sent} " + "z" * 4990}).status_code == 200
+        return False
+
+    # The client is still connected and has not read; its board's reader stops all the same.
+    wait_for(reader_stopped, timeout=90, interval=0, what="the board reader to stop")
+    # When it reads again, what was in flight arrives and the stream ends: a complete response,
+    # so it reconnects (with its last id) as any cut-off client does.
+    seen = asyncio.run(_drain(lagging))
+    assert seen[0][1] == "board.snapshot"
+    assert b not in api.readers()
 
 
 async def _drain(sock: socket.socket) -> list[tuple[str, str]]:

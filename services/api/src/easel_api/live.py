@@ -109,7 +109,11 @@ class _Subscriber:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             # A slow client never holds up the others: it is cut off and replays on reconnect.
+            # Its stream ends without sending what is queued, so the frames go now rather than
+            # whenever its client reads again (a client that never does would keep them).
             self.overflowed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
 
     def close(self, *, lost: bool = False) -> None:
         self.closed = True
@@ -157,8 +161,7 @@ class _BoardReader:
         while self.subscribers:
             if loop.time() >= keepalive_at:
                 keepalive_at = loop.time() + KEEPALIVE_SECONDS
-                for sub in list(self.subscribers):
-                    sub.offer(KEEPALIVE)
+                self._fan_out(KEEPALIVE)
             block_ms = max(1, min(5000, int((keepalive_at - loop.time()) * 1000)))  # 0 would block forever
             try:
                 resp: Any = await self.hub.reads.xread({key: self.last_id}, block=block_ms, count=500)
@@ -175,9 +178,15 @@ class _BoardReader:
                 for entry_id, fields in entries:
                     entry = _entry(entry_id, fields)
                     self.last_id = entry[0]
-                    item = encoded(entry)  # once, for every subscriber
-                    for sub in list(self.subscribers):
-                        sub.offer(item)
+                    self._fan_out(encoded(entry))  # encoded once, for every subscriber
+
+    def _fan_out(self, item: Frame) -> None:
+        for sub in list(self.subscribers):
+            sub.offer(item)
+            if sub.overflowed:
+                # Cut off, it no longer counts: a board whose only client stopped reading stops
+                # its reader (a Redis connection) without waiting for that client to read again.
+                self.subscribers.discard(sub)
 
 
 class EventHub:
