@@ -12,6 +12,7 @@ is not sent again, since the vendor may already be running, and billing, it.
 
 from __future__ import annotations
 
+import atexit
 import email.utils
 import io
 import logging
@@ -276,6 +277,17 @@ def vendor_http(provider: str) -> VendorHttp:
         if client is None:
             client = _clients[provider] = VendorHttp(provider)
         return client
+
+
+@atexit.register
+def _close_clients() -> None:
+    """The vendors' kept-alive connections are closed when the process ends, not left to the
+    interpreter's last collection (which warns about each unclosed socket)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for vendor in clients:
+        vendor.client.close()
 
 
 def mime_of(data: bytes) -> str:
