@@ -7,7 +7,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,13 +130,37 @@ def _never_reading_client(port: int, board_id: str, api_key: str) -> socket.sock
     return sock
 
 
+class _BigEdits:
+    """A text node feeding `images` image nodes. Each edit of its text is a big `node.updated` for
+    it and one for every image it feeds, so a client that does not read fills its socket buffers
+    and its queue fast (one event per edit once took longer than 40 s on a loaded CI machine).
+    `until` edits, one after another, until a condition holds; `sent` counts the edits."""
+
+    def __init__(self, client: httpx.Client, board_id: str, images: int) -> None:
+        self.client = client
+        self.node_id = client.post(f"/v1/boards/{board_id}/nodes", json={"kind": "text", "text": "seed"}).json()["id"]
+        for _ in range(images):
+            img = client.post(f"/v1/boards/{board_id}/nodes", json={"kind": "image"}).json()
+            client.post(f"/v1/boards/{board_id}/edges",
+                        json={"source_node_id": self.node_id, "target_node_id": img["id"]})
+        self.sent = 0
+
+    def until(self, done: Callable[[], bool], *, timeout: float, what: str) -> None:
+        def edited_enough() -> bool:
+            if done():
+                return True
+            self.sent += 1
+            r = self.client.patch(f"/v1/nodes/{self.node_id}", json={"text": f"{self.sent} " + "x" * 4990})
+            assert r.status_code == 200, r.text
+            return False
+
+        wait_for(edited_enough, timeout=timeout, interval=0, what=what)
+
+
 def test_a_client_that_never_reads_does_not_hold_up_others(stack: Stack, account: Account, board: dict,
                                                            api: Api) -> None:
     c, b = account.client, board["id"]
-    txt = c.post(f"/v1/boards/{b}/nodes", json={"kind": "text", "text": "seed"}).json()
-    for _ in range(8):  # each text edit fans out to every node it feeds: big events, fast
-        img = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
-        c.post(f"/v1/boards/{b}/edges", json={"source_node_id": txt["id"], "target_node_id": img["id"]})
+    edits = _BigEdits(c, b, images=8)
     stuck = _never_reading_client(api.port, b, account.api_key)
     dead = _never_reading_client(api.port, b, account.api_key)
     with SSEClient(api.url, b, account.api_key) as normal:
@@ -145,24 +169,17 @@ def test_a_client_that_never_reads_does_not_hold_up_others(stack: Stack, account
         abort_socket(dead)
         # Write until the non-reading client's queue backs up: its socket is full and the api can
         # no longer send to it.
-        sent = 0
 
         def backed_up() -> bool:
-            nonlocal sent
             reader = api.readers().get(b)
             # A reading client's queue empties at once; only the silent one's keeps growing.
-            if reader is not None and any(s.queue.qsize() >= 50 for s in list(reader.subscribers)):
-                return True
-            sent += 1
-            r = c.patch(f"/v1/nodes/{txt['id']}", json={"text": f"{sent} " + "x" * 4990})
-            assert r.status_code == 200, r.text
-            return False
+            return reader is not None and any(s.queue.qsize() >= 50 for s in list(reader.subscribers))
 
-        wait_for(backed_up, timeout=40, interval=0, what="the silent client to fall behind")
-        marker = c.patch(f"/v1/nodes/{txt['id']}", json={"text": "marker"}).json()
+        edits.until(backed_up, timeout=40, what="the silent client to fall behind")
+        marker = c.patch(f"/v1/nodes/{edits.node_id}", json={"text": "marker"}).json()
         normal.wait_for_event(lambda e: e.event == "node.updated" and e.data == marker)
-        texts = [e.data["text"] for e in normal.events if e.event == "node.updated" and e.data["id"] == txt["id"]]
-        assert len(texts) == sent + 1  # the normal client missed nothing
+        texts = [e.data["text"] for e in normal.events if e.event == "node.updated" and e.data["id"] == edits.node_id]
+        assert len(texts) == edits.sent + 1  # the normal client missed nothing
         wait_for(lambda: api.subscribers(b) == 2, what="the vanished client to be dropped")
         abort_socket(stuck)
         wait_for(lambda: api.subscribers(b) == 1, what="the stuck client to be dropped")
@@ -175,35 +192,20 @@ def test_a_client_too_far_behind_is_cut_off_and_resumes_without_loss(
 
     monkeypatch.setattr(live, "QUEUE_LIMIT", 30)
     c, b = account.client, board["id"]
-    txt = c.post(f"/v1/boards/{b}/nodes", json={"kind": "text", "text": "seed"}).json()
-    # Each text edit also updates every node it feeds: five big events per PATCH fill the socket
-    # buffers and the queue five times faster (one event per PATCH once took longer than 40 s on a
-    # loaded CI machine).
-    for _ in range(4):
-        img = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
-        c.post(f"/v1/boards/{b}/edges", json={"source_node_id": txt["id"], "target_node_id": img["id"]})
+    edits = _BigEdits(c, b, images=4)  # five big events per edit
     lagging = _never_reading_client(api.port, b, account.api_key)
     with SSEClient(api.url, b, account.api_key) as steady:
         steady.wait_for_type("board.snapshot")
         wait_for(lambda: api.subscribers(b) == 2, what="two subscribers")
-        sent = 0
-
-        def cut_off() -> bool:
-            nonlocal sent
-            if api.subscribers(b) == 1:  # the lagging client overflowed: it no longer counts
-                return True
-            sent += 1
-            assert c.patch(f"/v1/nodes/{txt['id']}", json={"text": f"{sent} " + "y" * 4990}).status_code == 200
-            return False
-
-        wait_for(cut_off, timeout=90, interval=0, what="the lagging client to overflow")
+        # The lagging client overflows: it no longer counts.
+        edits.until(lambda: api.subscribers(b) == 1, timeout=90, what="the lagging client to overflow")
         # It reads again: what it had in flight arrives, then the stream ends (a complete response).
         seen = asyncio.run(_drain(lagging))
         last_seen = [eid for eid, _ in seen if eid][-1]
-        last_edit = f"{sent - 1} "
+        last_edit = f"{edits.sent - 1} "
         steady.wait_for_event(lambda e: e.event == "node.updated" and (e.data.get("text") or "").startswith(last_edit))
         assert seen[0][1] == "board.snapshot" and len(seen) < len(steady.events)
-        marker = c.patch(f"/v1/nodes/{txt['id']}", json={"text": "marker"}).json()
+        marker = c.patch(f"/v1/nodes/{edits.node_id}", json={"text": "marker"}).json()
         with SSEClient(api.url, b, account.api_key, last_event_id=last_seen) as resumed:
             resumed.wait_for_event(lambda e: e.event == "node.updated" and e.data == marker)
         steady.wait_for_event(lambda e: e.event == "node.updated" and e.data == marker)
@@ -217,25 +219,12 @@ def test_a_board_whose_only_client_stopped_reading_stops_its_reader(
     from easel_api import live
 
     monkeypatch.setattr(live, "QUEUE_LIMIT", 30)
-    c, b = account.client, board["id"]
-    txt = c.post(f"/v1/boards/{b}/nodes", json={"kind": "text", "text": "seed"}).json()
-    for _ in range(4):  # five big events per PATCH, as above
-        img = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
-        c.post(f"/v1/boards/{b}/edges", json={"source_node_id": txt["id"], "target_node_id": img["id"]})
+    b = board["id"]
+    edits = _BigEdits(account.client, b, images=4)
     lagging = _never_reading_client(api.port, b, account.api_key)
     wait_for(lambda: api.subscribers(b) == 1, what="the subscriber")
-    sent = 0
-
-    def reader_stopped() -> bool:
-        nonlocal sent
-        if b not in api.readers():
-            return True
-        sent += 1
-        assert c.patch(f"/v1/nodes/{txt['id']}", json={"text": f"{sent} " + "z" * 4990}).status_code == 200
-        return False
-
     # The client is still connected and has not read; its board's reader stops all the same.
-    wait_for(reader_stopped, timeout=90, interval=0, what="the board reader to stop")
+    edits.until(lambda: b not in api.readers(), timeout=90, what="the board reader to stop")
     # When it reads again, what was in flight arrives and the stream ends: a complete response,
     # so it reconnects (with its last id) as any cut-off client does.
     seen = asyncio.run(_drain(lagging))
