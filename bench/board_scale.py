@@ -174,17 +174,15 @@ def measure(api_url: str, db_url: str, small_groups: int, big_groups: int, calls
     # client parsing and encoding it for the floor) slowed whichever call came next, the small
     # board's node creation, which then measured ~2x the big board's (2026-12-05).
     for phase in (OPERATIONS[:-1], OPERATIONS[-1:]):
-        floor.clear()
         for i in range(warmup + calls):
+            if i == warmup:
+                floor.clear()
             for label, b in boards.items():  # alternate, so drifting load hits both alike
                 for op, fn in ops(b, i):
-                    if op not in phase:
-                        continue
-                    ms = fn()
-                    if i >= warmup:
-                        times[(op, label)].append(ms)
-            if i + 1 == warmup:
-                floor.clear()
+                    if op in phase:
+                        ms = fn()
+                        if i >= warmup:
+                            times[(op, label)].append(ms)
     return Result(database, boards["small"].size, boards["big"].size, times, [f[0] for f in floor],
                   [f[2] for f in floor], floor[-1][1])
 

@@ -56,8 +56,10 @@ def celery_config(broker_url: str, visibility_timeout: int) -> dict[str, object]
         # When the broker connection drops, a running generation finishes rather than being
         # canceled: its end is written to the database, not to the broker, and its unacknowledged
         # message comes back after the visibility timeout to find it done (the lease makes that a
-        # no-op). Celery 6 flips this default to True; set here so that does not change Easel.
-        # Celery still warns on every connection loss while it is False (filtered in the tests).
+        # no-op). The threads pool cannot cancel a task anyway (True only logs a failed cancel per
+        # running task there); this keeps it so under another pool and after Celery 6 flips the
+        # default to True. Celery warns on every connection loss while it is False (filtered in
+        # the tests).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": {"visibility_timeout": visibility_timeout},
         "broker_connection_retry_on_startup": True,
