@@ -17,11 +17,11 @@ from PIL import Image
 from starlette.requests import Request
 
 from easel_api.arriving_decode import EarlyDecode, EarlyDecoder
-from easel_api.services.images import rendered
 from easel_shared.imaging import DEFAULT_MAX_PIXELS, ImageInfo, ImageRejected, decode_budget, inspect_with_thumbnail
 from easel_shared.imaging.arriving import ArrivingBytes, BodyAbandoned, BodyTooSlow
 from easel_shared.imaging.transform import inspect_with_thumbnail_while_arriving
 from easel_shared.imaging.validate import NotStreamable
+from easel_shared.thumbnails import rendered
 from tests.fixtures.stack import wait_for
 
 HEAD = 256 * 1024  # what must arrive before the header is read (validate._HEAD_BYTES)

@@ -73,8 +73,8 @@ def store_image(store: ObjectStore, account_id: str, data: bytes, info: ImageInf
 def store_original(store: ObjectStore, account_id: str, data: bytes, info: ImageInfo, source: str,
                    early: EarlyOriginal | None = None) -> Image:
     """`store_image` without the thumbnail: the original written (or its early write waited
-    for) and the row that will point at both. The caller stores the thumbnail
-    (`put_thumbnail`) before that row commits."""
+    for) and the row that will point at both. The caller stores the thumbnail (an upload: after
+    the row commits, `easel_shared.thumbnails`)."""
     image, original = _start(store, account_id, data, info, source, None, early)
     original.result()
     return image

@@ -40,6 +40,15 @@ class RetainImage(OutboxMessage):
     reason: str = Field(min_length=1, max_length=20)  # node_deleted | board_deleted | late_result
 
 
+class StoreThumbnail(OutboxMessage):
+    """An upload's thumbnail, stored after the upload answered (`easel_shared.thumbnails`): while
+    this row is pending, the object may not exist yet."""
+
+    topic: ClassVar[str] = "image.thumbnail"
+
+    image_id: str = Field(min_length=1, max_length=40)
+
+
 class GenerationDispatch(OutboxMessage):
     """Send `generation.run` for a queued generation (the Celery message)."""
 

@@ -20,7 +20,9 @@ the change they announce, and they are relayed after the commit, never for a rol
 Each topic has one relay (a `TopicRelay`): `board.event` → the board's Redis stream
 (`events.BoardEventRelay`), `generation.dispatch` → the Celery message (`tasks.DispatchRelay`),
 `image.retain` → the assets library (the assets service's consumer, background only: it copies
-objects, which is no work for a request thread), `scheduler.wake` → a fill pass of the scheduler
+objects, which is no work for a request thread), `image.thumbnail` → an upload's thumbnail left
+behind (`thumbnails.ThumbnailRelay`, the api's background only: the upload stores its own after
+the commit), `scheduler.wake` → a fill pass of the scheduler
 (`scheduler.SchedulerRelay`). A topic without a relay in this process waits
 for a process that has one.
 """

@@ -19,6 +19,7 @@ from easel_shared.imaging import configure_decode_budget
 from easel_shared.relay import RelayThread, install, standard, uninstall
 from easel_shared.schemas import EVENT_MODELS
 from easel_shared.settings import Settings, get_settings
+from easel_shared.thumbnails import ThumbnailRelay
 from easel_shared.tracing import setup_tracing
 from easel_shared.web import document_models, install_observability, mount_common, prepare_local_store
 
@@ -38,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Outbox rows this process commits are relayed right after the commit; the thread relays
         # what any process left behind.
         relay = install(standard(ctx.settings, ctx.redis))
-        relay_thread = RelayThread(ctx.engine, list(relay.relays.values()),
+        # Its thread also stores the thumbnails of uploads whose process died before it could.
+        relay_thread = RelayThread(ctx.engine, [*relay.relays.values(),
+                                                ThumbnailRelay(ctx.store, ctx.settings.max_image_pixels)],
                                    poll_seconds=ctx.settings.outbox_poll_seconds,
                                    retention_seconds=ctx.settings.outbox_retention_seconds)
         relay_thread.start()

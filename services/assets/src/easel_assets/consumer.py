@@ -34,7 +34,7 @@ from sqlmodel import Session
 
 from easel_assets.context import AppContext
 from easel_assets.services.library import asset_keys, asset_view
-from easel_shared import webhooks
+from easel_shared import thumbnails, webhooks
 from easel_shared.db import session_scope
 from easel_shared.messages import RetainImage
 from easel_shared.models import Asset, Image, OutboxEvent
@@ -67,6 +67,7 @@ class _Plan:
     board_id: str | None
     node_id: str | None
     reason: str
+    thumbnail_pending: bool = False
 
     def asset(self) -> Asset:
         return Asset(
@@ -107,6 +108,7 @@ def _plan(session: Session, event: OutboxEvent) -> _Plan | None:
         board_id=message.board_id or None,
         node_id=message.node_id or None,
         reason=message.reason,
+        thumbnail_pending=thumbnails.is_pending(session, image.id),
     )
 
 
@@ -146,6 +148,8 @@ def _handle(ctx: AppContext, event_id: int) -> bool:
     # and neither node images nor assets need reference counting. The price is storage for the
     # duplicate, which a server-side copy makes cheap in time and bandwidth.
     try:
+        if plan.thumbnail_pending:  # an upload's, not stored yet: store it first
+            thumbnails.ensure(ctx.store, plan.image, max_pixels=ctx.settings.max_image_pixels)
         ctx.store.copy(plan.image.storage_key, plan.storage_key)
         ctx.store.copy(plan.image.thumbnail_key, plan.thumbnail_key)
     except StorageError as exc:

@@ -63,6 +63,6 @@ def image_by_id(image_id: str, ctx: CtxDep, account: AccountDep) -> RedirectResp
 
 
 @router.get("/images/{image_id}/thumbnail", status_code=302, response_class=RedirectResponse,
-            responses=redirect_responses("the image's thumbnail", 401, 404, 422))
+            responses=redirect_responses("the image's thumbnail", 401, 404, 422, 503))
 def thumbnail_by_id(image_id: str, ctx: CtxDep, account: AccountDep) -> RedirectResponse:
     return RedirectResponse(images.image_url(ctx, account, image_id, thumbnail=True), status_code=302)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from typing import Any
 
 from easel_api.arriving_decode import EarlyDecode
 from easel_api.context import AppContext
 from easel_api.services.common import image_node_or_404
-from easel_shared import lifecycle, node_updates
+from easel_shared import lifecycle, node_updates, thumbnails
 from easel_shared.db import session_scope
 from easel_shared.domain import errors
 from easel_shared.domain.generation import upload_available
-from easel_shared.images import discard, put_thumbnail, start_original, store_image, store_original
-from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_with_thumbnail, make_thumbnail
+from easel_shared.images import discard, start_original, store_image, store_original
+from easel_shared.imaging import CropRejected, ImageRejected, crop_image, inspect_with_thumbnail
 from easel_shared.models import Account, Image
 from easel_shared.node_updates import Change
 from easel_shared.repositories import boards as repo
@@ -47,40 +46,38 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes,
             raise errors.UnsupportedFormat(exc.message) from None
         raise errors.ImageInvalid(exc.message) from None
     image = store_original(ctx.store, account.id, data, info, "upload", early=early)
+    # The thumbnail is stored after the answer (see `easel_shared.thumbnails`).
+    thumbnail_pending = thumbnails.Pending(ctx.store, image, thumbnail, data, ctx.settings.max_image_pixels)
     canceled: list[str] = []
-    with session_scope(ctx.engine) as session:
-        repo.lock_board(session, node.board_id)
-        node = image_node_or_404(session, account, node_id)
-        session.refresh(node)
-        if not upload_available(node.status, node.image_id is not None):
-            raise errors.UploadNotAvailable()
-        session.add(image)
-        # "Uploading while the node is generating cancels that generation; the upload stays."
-        replaced = lifecycle.cancel_active(session, node, base_url=ctx.base_url, error_code="replaced_by_upload",
-                                           error_message="An upload replaced this generation.")
-        if replaced:
-            canceled.append(replaced)
-        node.image_id = image.id
-        node.status = "ready"
-        node.active_generation_id = None
-        node.error_code = node.error_message = None
-        repo.touch(node)
-        session.add(node)
-        view = node_updates.stage(session, node.board_id, ctx.base_url, Change.state_of(node.id))[node.id]
-        # The row commits only once the thumbnail it names is stored.
-        put_thumbnail(ctx.store, image, rendered(thumbnail, data, ctx.settings.max_image_pixels))
+    try:
+        with session_scope(ctx.engine) as session:
+            repo.lock_board(session, node.board_id)
+            node = image_node_or_404(session, account, node_id)
+            session.refresh(node)
+            if not upload_available(node.status, node.image_id is not None):
+                raise errors.UploadNotAvailable()
+            session.add(image)
+            # "Uploading while the node is generating cancels that generation; the upload stays."
+            replaced = lifecycle.cancel_active(session, node, base_url=ctx.base_url,
+                                               error_code="replaced_by_upload",
+                                               error_message="An upload replaced this generation.")
+            if replaced:
+                canceled.append(replaced)
+            node.image_id = image.id
+            node.status = "ready"
+            node.active_generation_id = None
+            node.error_code = node.error_message = None
+            repo.touch(node)
+            session.add(node)
+            thumbnail_pending.mark(session)
+            view = node_updates.stage(session, node.board_id, ctx.base_url, Change.state_of(node.id))[node.id]
+    except BaseException:
+        thumbnail_pending.drop()
+        raise
+    thumbnail_pending.store_after_commit(ctx.engine)
     for gen_id in canceled:
         lifecycle.signal_cancel(ctx.redis, gen_id)
     return view
-
-
-def rendered(thumbnail: bytes | Future[bytes | None], data: bytes, max_pixels: int) -> bytes:
-    """The upload's thumbnail: rendered already, or once the early decode's thread has rendered
-    it (rendered here from the bytes if that thread could not)."""
-    if isinstance(thumbnail, bytes):
-        return thumbnail
-    made = thumbnail.result()
-    return made if made is not None else make_thumbnail(data, max_pixels=max_pixels)
 
 
 def crop(ctx: AppContext, account: Account, node_id: str, x: int, y: int, width: int, height: int) -> dict[str, Any]:
@@ -134,5 +131,8 @@ def image_url(ctx: AppContext, account: Account, image_id: str, *, thumbnail: bo
         image = repo.get_account_image(session, account.id, image_id)
         if image is None:
             raise errors.NotFound("Image not found.")
+        pending = thumbnail and thumbnails.is_pending(session, image.id)
+    if pending:
+        thumbnails.ensure(ctx.store, image, max_pixels=ctx.settings.max_image_pixels)
     key = image.thumbnail_key if thumbnail else image.storage_key
     return ctx.store.presigned_url(key, expires_in=ctx.settings.presigned_url_ttl_seconds)
