@@ -32,13 +32,13 @@ from easel_shared import relay
 from easel_shared.db import session_scope
 from easel_shared.imaging import THUMBNAIL_CONTENT_TYPE, ImageRejected, make_thumbnail
 from easel_shared.messages import StoreThumbnail
-from easel_shared.models import Image, OutboxEvent
+from easel_shared.models import Image
 from easel_shared.repositories import outbox
 from easel_shared.storage import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 
-TOPIC = StoreThumbnail.topic
+TOPIC = outbox.STORE_THUMBNAIL
 #: How long `ensure` waits for this process's own store before it renders the thumbnail itself.
 WAIT_SECONDS = 30.0
 #: Pending rows one background pass takes.
@@ -53,11 +53,7 @@ _storing: dict[str, Future[None]] = {}
 
 def is_pending(session: Session, image_id: str) -> bool:
     """Whether the image's thumbnail may not be stored yet (its upload's row is pending)."""
-    q = (select(OutboxEvent.id)
-         .where(col(OutboxEvent.subject_id) == image_id, col(OutboxEvent.topic) == TOPIC,
-                col(OutboxEvent.processed_at).is_(None))
-         .limit(1))
-    return session.exec(q).first() is not None
+    return bool(session.exec(select(outbox.thumbnail_pending(image_id))).one())
 
 
 def render_from_original(store: ObjectStore, image: Image, max_pixels: int) -> None:

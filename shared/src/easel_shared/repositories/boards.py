@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Text, cast, delete, insert, or_, update
+from sqlalchemy import Text, bindparam, cast, delete, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, col, select
@@ -16,6 +16,7 @@ from easel_shared.clock import utcnow
 from easel_shared.db import is_sqlite
 from easel_shared.ids import new_id
 from easel_shared.models import Board, Edge, Image, Node
+from easel_shared.repositories import outbox
 from easel_shared.repositories.paging import newest_first
 
 
@@ -224,6 +225,20 @@ def get_image(session: Session, image_id: str) -> Image | None:
 def get_account_image(session: Session, account_id: str, image_id: str) -> Image | None:
     image = session.get(Image, image_id)
     return image if image is not None and image.account_id == account_id else None
+
+
+def get_account_image_and_thumbnail_state(session: Session, account_id: str,
+                                          image_id: str) -> tuple[Image, bool] | None:
+    """The account's image and whether its thumbnail is pending (`outbox.thumbnail_pending`), in
+    one statement: the thumbnail route's whole read."""
+    row = session.execute(_IMAGE_AND_THUMBNAIL_STATE, {"image_id": image_id, "account_id": account_id}).first()
+    return None if row is None else (row[0], bool(row[1]))
+
+
+# Built once: building the statement cost more than running it (~0.3 ms a call).
+_IMAGE_AND_THUMBNAIL_STATE = (select(Image, outbox.thumbnail_pending(col(Image.id)))
+                              .where(col(Image.id) == bindparam("image_id"),
+                                     col(Image.account_id) == bindparam("account_id")))
 
 
 def images_by_id(session: Session, ids: Sequence[str]) -> dict[str, Image]:

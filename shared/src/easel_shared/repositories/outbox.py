@@ -9,17 +9,19 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import ColumnElement, delete, exists, update
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from easel_shared.clock import utcnow
 from easel_shared.db import is_sqlite
-from easel_shared.messages import BoardEvent, GenerationDispatch, OutboxMessage, RetainImage
+from easel_shared.messages import BoardEvent, GenerationDispatch, OutboxMessage, RetainImage, StoreThumbnail
 from easel_shared.models import Board, OutboxEvent
 
 BOARD_EVENT = BoardEvent.topic
 RETAIN_IMAGE = RetainImage.topic
 DISPATCH_GENERATION = GenerationDispatch.topic
+STORE_THUMBNAIL = StoreThumbnail.topic
 
 
 def enqueue(session: Session, message: OutboxMessage, account_id: str, *, board_id: str | None = None,
@@ -28,6 +30,13 @@ def enqueue(session: Session, message: OutboxMessage, account_id: str, *, board_
                       board_id=board_id, seq=seq, subject_id=subject_id)
     session.add(row)
     return row
+
+
+def thumbnail_pending(image_id: ColumnElement[str] | Mapped[str] | str) -> ColumnElement[bool]:
+    """Whether an upload's thumbnail may not be stored yet (`easel_shared.thumbnails`): its
+    `image.thumbnail` row is pending. `image_id` may be a column, to correlate."""
+    return exists().where(col(OutboxEvent.subject_id) == image_id, col(OutboxEvent.topic) == STORE_THUMBNAIL,
+                          col(OutboxEvent.processed_at).is_(None))
 
 
 def next_event_seqs(session: Session, board_id: str, count: int) -> tuple[int, str] | None:

@@ -128,10 +128,13 @@ def node_image_url(ctx: AppContext, account: Account, node_id: str, *, download:
 
 def image_url(ctx: AppContext, account: Account, image_id: str, *, thumbnail: bool) -> str:
     with session_scope(ctx.engine) as session:
-        image = repo.get_account_image(session, account.id, image_id)
+        if thumbnail:
+            found = repo.get_account_image_and_thumbnail_state(session, account.id, image_id)
+            image, pending = found if found is not None else (None, False)
+        else:
+            image, pending = repo.get_account_image(session, account.id, image_id), False
         if image is None:
             raise errors.NotFound("Image not found.")
-        pending = thumbnail and thumbnails.is_pending(session, image.id)
     if pending:
         thumbnails.ensure(ctx.store, image, max_pixels=ctx.settings.max_image_pixels)
     key = image.thumbnail_key if thumbnail else image.storage_key
