@@ -26,14 +26,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from easel_shared import relay
 from easel_shared.db import session_scope
 from easel_shared.imaging import THUMBNAIL_CONTENT_TYPE, ImageRejected, make_thumbnail
 from easel_shared.messages import StoreThumbnail
 from easel_shared.models import Image
-from easel_shared.repositories import outbox
+from easel_shared.repositories import boards, outbox
 from easel_shared.storage import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class ThumbnailRelay:
         with session_scope(engine) as session:
             rows = relay.claim_settled_later(session, TOPIC, BATCH)
             work = [(row.id, StoreThumbnail.model_validate(row.payload).image_id) for row in rows]
-            images = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_([w[1] for w in work])))}
+            images = boards.images_by_id(session, [image_id for _, image_id in work])
         for row_id, image_id in work:
             image = images.get(image_id)
             if image is not None:
