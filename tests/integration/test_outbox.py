@@ -417,6 +417,31 @@ def test_a_commits_events_reach_subscribers_while_the_database_is_held(
 
 
 @pytest.mark.usefixtures("relayed_by_hand")
+def test_events_go_out_once_each_after_redis_forgets_the_script(
+        stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay runs its script by digest alone (no check first); a Redis that lost it (a restart,
+    SCRIPT FLUSH) gets it loaded again, and a second run adds nothing the first one did."""
+    c, b = account.client, board["id"]
+    n = text_node(c, b, "forgetful")
+    with unrelayed(monkeypatch):
+        move(c, n["id"], 1)
+        move(c, n["id"], 2)
+    rows = sorted((r for r in unpublished(stack, b) if r.payload["event"] == "node.updated"),
+                  key=lambda r: r.seq or 0)
+    assert len(rows) == 2
+    client = redis_client(stack)
+    publisher = BoardEventRelay(client)
+    client.script_flush()
+    publisher.relay_written(stack.engine, [written(rows[0])])
+    client.script_flush()
+    publisher.relay_written(stack.engine, [written(r) for r in rows])  # the first is there already
+    seqs = stream_seqs(stack, b)
+    assert [seqs.count(r.seq) for r in rows] == [1, 1]
+    relay_mod.settle_delivered(stack.engine)
+    wait_for(lambda: not unpublished(stack, b), what="both rows marked delivered")
+
+
+@pytest.mark.usefixtures("relayed_by_hand")
 def test_delivered_rows_are_marked_within_a_second_whatever_the_poll(
         stack: Stack, account: Account, board: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """An operator's long OUTBOX_POLL_SECONDS does not leave delivered rows unmarked that long:

@@ -206,19 +206,32 @@ class BoardEventRelay:
         """Add `rows` (one board's, in seq order) to its stream: each row with the script's
         (status, last), up to and including the first one refused for a gap."""
         key = stream_key(board_id)
-        pipe = self.client.pipeline(transaction=False)
+        calls = []
         for i, row in enumerate(rows):
             message = BoardEvent.model_validate(row.payload)
-            self.script(keys=[key], client=pipe, args=[
-                str(row.seq), STREAM_MAXLEN, message.event, json.dumps(message.data, separators=(",", ":")),
-                "1" if force and i == 0 else "0",
-            ])
+            calls.append((str(row.seq), STREAM_MAXLEN, message.event,
+                          json.dumps(message.data, separators=(",", ":")), "1" if force and i == 0 else "0"))
+        try:
+            results = self._run(key, calls)
+        except redis.exceptions.NoScriptError:
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): load it and run them all again. The
+            # script answers "already there" for what a first run added, so nothing goes in twice.
+            self.client.script_load(_PUBLISH)
+            results = self._run(key, calls)
         out: list[tuple[_Row, tuple[int, int]]] = []
-        for row, (status, last) in zip(rows, pipe.execute(), strict=True):
+        for row, (status, last) in zip(rows, results, strict=True):
             out.append((row, (int(status), int(last))))
             if status < 0:
                 break
         return out
+
+    def _run(self, key: str, calls: Sequence[tuple[str | int, ...]]) -> list[Any]:
+        """The script once per call, by its digest, in one round trip. A pipeline would run
+        redis-py's `SCRIPT EXISTS` check first, a second round trip on every publish."""
+        pipe = self.client.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(self.script.sha, 1, key, *args)
+        return pipe.execute()
 
     def _repair(self, session: Session, board_id: str, last: int, rest: list[OutboxEvent]) -> list[int]:
         """The stream ends at `last` but `rest` starts further on. While an event in between is
