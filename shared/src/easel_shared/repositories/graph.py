@@ -8,20 +8,38 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Row, literal, select
+from sqlalchemy import Row, bindparam, literal, select
 from sqlmodel import Session, col
 
 from easel_shared.models import Edge, Node
+from easel_shared.repositories import IDS
 
 # What a target shows of each upstream node (references, upstream text, generate state).
 _SOURCE_COLUMNS = (col(Edge.id), col(Edge.target_node_id), col(Edge.source_node_id), col(Edge.seq),
                    col(Node.kind), col(Node.status), col(Node.text), col(Node.image_id))
 
+# The reads every node change makes, built once (see `easel_shared.repositories`): a generation
+# runs about ten of them.
+_NODES_BY_ID = select(Node).where(col(Node.id).in_(IDS))
+_INCOMING_WITH_SOURCES = (select(*_SOURCE_COLUMNS).join(Node, col(Node.id) == col(Edge.source_node_id))
+                          .where(col(Edge.target_node_id).in_(IDS)).order_by(col(Edge.seq), col(Edge.id)))
+_SOURCES_WITH_GENERATING_TARGET = (select(col(Edge.source_node_id))
+                                   .join(Node, col(Node.id) == col(Edge.target_node_id))
+                                   .where(col(Edge.source_node_id).in_(IDS), col(Node.status) == "generating"))
+_GENERATING_TARGETS = (select(col(Edge.target_node_id)).join(Node, col(Node.id) == col(Edge.target_node_id))
+                       .where(col(Edge.source_node_id) == bindparam("source_id"), col(Node.status) == "generating")
+                       .order_by(col(Edge.seq)))
+_TARGETS_OF = select(col(Edge.target_node_id)).where(col(Edge.source_node_id).in_(IDS)).order_by(col(Edge.seq))
+_IMAGE_SOURCES_OF = (select(col(Edge.source_node_id)).join(Node, col(Node.id) == col(Edge.source_node_id))
+                     .where(col(Edge.target_node_id).in_(IDS), col(Node.kind) == "image")
+                     .order_by(col(Edge.seq)))
+_KINDS_OF = select(col(Node.id), col(Node.kind)).where(col(Node.id).in_(IDS))
+
 
 def nodes_by_id(session: Session, ids: Collection[str]) -> dict[str, Node]:
     if not ids:
         return {}
-    return {n.id: n for n in session.execute(select(Node).where(col(Node.id).in_(list(ids)))).scalars()}
+    return {n.id: n for n in session.execute(_NODES_BY_ID, {"ids": list(ids)}).scalars()}
 
 
 def incoming_with_sources(session: Session, target_ids: Collection[str]) -> Sequence[Row[Any]]:
@@ -29,34 +47,19 @@ def incoming_with_sources(session: Session, target_ids: Collection[str]) -> Sequ
     text and image (rows: id, target_node_id, source_node_id, seq, kind, status, text, image_id)."""
     if not target_ids:
         return []
-    return session.execute(
-        select(*_SOURCE_COLUMNS)
-        .join(Node, col(Node.id) == col(Edge.source_node_id))
-        .where(col(Edge.target_node_id).in_(list(target_ids)))
-        .order_by(col(Edge.seq), col(Edge.id))
-    ).all()
+    return session.execute(_INCOMING_WITH_SOURCES, {"ids": list(target_ids)}).all()
 
 
 def sources_with_generating_target(session: Session, source_ids: Collection[str]) -> set[str]:
     """Those of `source_ids` that feed at least one node that is generating."""
     if not source_ids:
         return set()
-    rows = session.execute(
-        select(col(Edge.source_node_id))
-        .join(Node, col(Node.id) == col(Edge.target_node_id))
-        .where(col(Edge.source_node_id).in_(list(source_ids)), col(Node.status) == "generating")
-    ).all()
-    return {r[0] for r in rows}
+    return {r[0] for r in session.execute(_SOURCES_WITH_GENERATING_TARGET, {"ids": list(source_ids)})}
 
 
 def generating_targets(session: Session, source_id: str) -> list[str]:
     """Nodes directly downstream of `source_id` that are generating, in connection order."""
-    rows = session.execute(
-        select(col(Edge.target_node_id))
-        .join(Node, col(Node.id) == col(Edge.target_node_id))
-        .where(col(Edge.source_node_id) == source_id, col(Node.status) == "generating")
-        .order_by(col(Edge.seq))
-    ).all()
+    rows = session.execute(_GENERATING_TARGETS, {"source_id": source_id}).all()
     return list(dict.fromkeys(r[0] for r in rows))
 
 
@@ -64,9 +67,7 @@ def targets_of(session: Session, source_ids: Collection[str]) -> list[str]:
     """Nodes directly downstream of `source_ids`, in connection order, each once."""
     if not source_ids:
         return []
-    rows = session.execute(
-        select(col(Edge.target_node_id)).where(col(Edge.source_node_id).in_(list(source_ids))).order_by(col(Edge.seq))
-    ).all()
+    rows = session.execute(_TARGETS_OF, {"ids": list(source_ids)}).all()
     return list(dict.fromkeys(r[0] for r in rows))
 
 
@@ -74,12 +75,7 @@ def image_sources_of(session: Session, target_ids: Collection[str]) -> list[str]
     """Image nodes directly upstream of `target_ids`, in connection order, each once."""
     if not target_ids:
         return []
-    rows = session.execute(
-        select(col(Edge.source_node_id))
-        .join(Node, col(Node.id) == col(Edge.source_node_id))
-        .where(col(Edge.target_node_id).in_(list(target_ids)), col(Node.kind) == "image")
-        .order_by(col(Edge.seq))
-    ).all()
+    rows = session.execute(_IMAGE_SOURCES_OF, {"ids": list(target_ids)}).all()
     return list(dict.fromkeys(r[0] for r in rows))
 
 
@@ -98,7 +94,7 @@ def edges_among(session: Session, node_ids: Collection[str]) -> list[tuple[str, 
 def kinds_of(session: Session, ids: Collection[str]) -> dict[str, str]:
     if not ids:
         return {}
-    rows = session.execute(select(col(Node.id), col(Node.kind)).where(col(Node.id).in_(list(ids)))).all()
+    rows = session.execute(_KINDS_OF, {"ids": list(ids)}).all()
     return {r[0]: r[1] for r in rows}
 
 

@@ -8,12 +8,13 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, delete, func, or_, text, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, text, update
 from sqlmodel import Session, col, select
 
 from easel_shared.messages import SchedulerWake
 from easel_shared.models import Account, AccountSchedule, Generation, OutboxEvent, SchedulerState
 from easel_shared.models.tables import IN_FLIGHT_SQL, WAITING_SQL
+from easel_shared.repositories import IDS
 
 UPSTREAM = "upstream"
 WAKE = SchedulerWake.topic
@@ -23,14 +24,26 @@ _in_flight = text(IN_FLIGHT_SQL)
 # Waiting for a slot: not held back by an upstream node (that work is not the scheduler's yet).
 _not_upstream = or_(col(Generation.blocked_by).is_(None), col(Generation.blocked_by) != UPSTREAM)
 
+# What every accept reads (`scheduler.admit`), built once (see `easel_shared.repositories`).
+_LOCK = (select(SchedulerState).where(SchedulerState.id == 1).with_for_update()
+         .execution_options(populate_existing=True))
+_LIMITS_OF = select(Account.id, Account.max_running, Account.weight).where(col(Account.id).in_(IDS))
+_IN_FLIGHT_BY_ACCOUNT = (select(Generation.account_id, func.count())
+                         .where(_in_flight, col(Generation.account_id).in_(IDS))
+                         .group_by(col(Generation.account_id)))
+_WAITING_MODELS_BEFORE = select(Generation.model_id).where(
+    col(Generation.account_id) == bindparam("account_id"), _waiting, _not_upstream,
+    or_(col(Generation.created_at) < bindparam("created_at"),
+        (col(Generation.created_at) == bindparam("created_at")) & (col(Generation.id) < bindparam("gen_id"))),
+).distinct()
+_SCHEDULES = select(AccountSchedule).where(col(AccountSchedule.account_id).in_(IDS))
+
 
 def lock(session: Session) -> SchedulerState:
     """The scheduler lock (the state row, `FOR UPDATE`; on SQLite every write transaction holds
     the database's write lock anyway), held until the transaction ends."""
-    return session.exec(
-        select(SchedulerState).where(SchedulerState.id == 1).with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    state: SchedulerState = session.execute(_LOCK).scalars().one()
+    return state
 
 
 def state(session: Session) -> SchedulerState | None:
@@ -62,17 +75,12 @@ class Limit(NamedTuple):
 
 
 def limits_of(session: Session, account_ids: Collection[str]) -> dict[str, Limit]:
-    rows = session.exec(
-        select(Account.id, Account.max_running, Account.weight).where(col(Account.id).in_(list(account_ids)))
-    )
+    rows = session.execute(_LIMITS_OF, {"ids": list(account_ids)})
     return {account_id: Limit(max_running, weight) for account_id, max_running, weight in rows}
 
 
 def in_flight_by_account(session: Session, account_ids: Collection[str]) -> dict[str, int]:
-    rows = session.exec(
-        select(Generation.account_id, func.count()).where(_in_flight, col(Generation.account_id).in_(list(account_ids)))
-        .group_by(col(Generation.account_id))
-    )
+    rows = session.execute(_IN_FLIGHT_BY_ACCOUNT, {"ids": list(account_ids)})
     return {account_id: int(n) for account_id, n in rows}
 
 
@@ -119,11 +127,9 @@ def next_waiting(session: Session, account_id: str, skip_models: Collection[str]
 
 def waiting_models_before(session: Session, gen: Generation) -> set[str]:
     """The models of the account's waiting generations older than `gen`."""
-    rows = session.exec(
-        select(Generation.model_id).where(col(Generation.account_id) == gen.account_id, _waiting, _not_upstream,
-                                          _before(gen)).distinct()
-    )
-    return set(rows)
+    rows = session.execute(_WAITING_MODELS_BEFORE,
+                           {"account_id": gen.account_id, "created_at": gen.created_at, "gen_id": gen.id})
+    return {r[0] for r in rows}
 
 
 def waiting_ahead(session: Session, gen: Generation, *, same_model: bool = False) -> int:
@@ -164,8 +170,7 @@ def mark_dispatched(session: Session, generation_id: str, now: datetime) -> bool
 
 def schedules(session: Session, account_ids: Collection[str], *, create: bool = True) -> dict[str, AccountSchedule]:
     """Fair-share rows of these accounts; missing ones are made (and added) when `create`."""
-    found = {s.account_id: s for s in session.exec(
-        select(AccountSchedule).where(col(AccountSchedule.account_id).in_(list(account_ids))))}
+    found = {s.account_id: s for s in session.execute(_SCHEDULES, {"ids": list(account_ids)}).scalars()}
     if create:
         for account_id in account_ids:
             if account_id not in found:
