@@ -43,17 +43,22 @@ def get(session: Session, account_id: str) -> Account | None:
     return session.get(Account, account_id)
 
 
-def _entry(session: Session, account: Account, delta: int, kind: str, generation_id: str | None,
-           reason: str | None) -> LedgerEntry:
+# What a balance change returns for its ledger entry, read by the UPDATE itself (no second query).
+_BALANCE = (col(Account.credits), col(Account.reserved_credits))
+
+
+def _entry(session: Session, account_id: str, balance: tuple[int, int], delta: int, kind: str,
+           generation_id: str | None, reason: str | None) -> LedgerEntry:
+    """A ledger row; `balance` is (credits, reserved credits) after the change."""
     entry = LedgerEntry(
         id=new_id("led"),
-        account_id=account.id,
+        account_id=account_id,
         delta=delta,
         kind=kind,
         generation_id=generation_id,
         reason=reason,
-        balance_after=account.credits,
-        reserved_after=account.reserved_credits,
+        balance_after=balance[0],
+        reserved_after=balance[1],
     )
     session.add(entry)
     return entry
@@ -76,42 +81,46 @@ def grant(session: Session, account_id: str, amount: int, reason: str) -> Accoun
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise ValueError("insufficient")
     account = _reload(session, account_id)
-    _entry(session, account, amount, "grant" if amount >= 0 else "debit", None, reason)
+    _entry(session, account_id, (account.credits, account.reserved_credits), amount,
+           "grant" if amount >= 0 else "debit", None, reason)
     return account
 
 
 def reserve(session: Session, account_id: str, amount: int, generation_id: str) -> bool:
     """Move credits from spendable to reserved in one conditional UPDATE: two concurrent
     reservations can never take the balance below zero."""
-    result = session.execute(
+    balance = session.execute(
         update(Account)
         .where(col(Account.id) == account_id, col(Account.credits) >= amount)
         .values(credits=col(Account.credits) - amount, reserved_credits=col(Account.reserved_credits) + amount)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+        .returning(*_BALANCE)
+    ).first()
+    if balance is None:
         return False
-    _entry(session, _reload(session, account_id), -amount, "reserve", generation_id, None)
+    _entry(session, account_id, (balance[0], balance[1]), -amount, "reserve", generation_id, None)
     return True
 
 
 def capture(session: Session, account_id: str, amount: int, generation_id: str) -> None:
     """A reservation becomes a charge: reserved goes down, spendable stays (it was taken at reserve)."""
-    session.execute(
+    balance = session.execute(
         update(Account)
         .where(col(Account.id) == account_id)
         .values(reserved_credits=col(Account.reserved_credits) - amount)
-    )
-    _entry(session, _reload(session, account_id), 0, "capture", generation_id, None)
+        .returning(*_BALANCE)
+    ).one()
+    _entry(session, account_id, (balance[0], balance[1]), 0, "capture", generation_id, None)
 
 
 def release(session: Session, account_id: str, amount: int, generation_id: str, reason: str) -> None:
     """A reservation is given back to spendable credits (failure, cancel, deletion)."""
-    session.execute(
+    balance = session.execute(
         update(Account)
         .where(col(Account.id) == account_id)
         .values(credits=col(Account.credits) + amount, reserved_credits=col(Account.reserved_credits) - amount)
-    )
-    _entry(session, _reload(session, account_id), amount, "release", generation_id, reason)
+        .returning(*_BALANCE)
+    ).one()
+    _entry(session, account_id, (balance[0], balance[1]), amount, "release", generation_id, reason)
 
 
 def ledger_page(session: Session, account_id: str, limit: int, cursor: str | None) -> list[LedgerEntry]:

@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 from easel_shared.clock import utcnow
 from easel_shared.db import is_sqlite
 from easel_shared.ids import new_id
-from easel_shared.models import Board, Edge, Image, Node
-from easel_shared.repositories import outbox
+from easel_shared.models import Board, Edge, Generation, Image, Node
+from easel_shared.repositories import IDS, outbox
 from easel_shared.repositories.paging import newest_first
 
 
@@ -29,11 +29,34 @@ def lock_board(session: Session, board_id: str) -> Board | None:
     """Take the board's row lock for the rest of the transaction. Graph changes and generation
     accepts on one board are serialized through it (SQLite: the whole database is locked by
     BEGIN IMMEDIATE already)."""
-    q = select(Board).where(Board.id == board_id).execution_options(populate_existing=True)
+    return _locked(session, _LOCK_BOARD, {"board_id": board_id})
+
+
+def lock_board_of_generation(session: Session, generation_id: str) -> Board | None:
+    """`lock_board` of the generation's board, found in the same statement (None when either is
+    gone): the generation read after it is then read under the lock."""
+    return _locked(session, _LOCK_BOARD_OF_GENERATION, {"generation_id": generation_id})
+
+
+def _locked(session: Session, statements: tuple[Any, Any], params: dict[str, str]) -> Board | None:
+    plain, for_update = statements
     engine = session.get_bind()
-    if not is_sqlite(engine):  # type: ignore[arg-type]
-        q = q.with_for_update()
-    return session.exec(q).first()
+    board: Board | None = session.execute(plain if is_sqlite(engine) else for_update,  # type: ignore[arg-type]
+                                          params).scalars().first()
+    return board
+
+
+def _lock_statements(where: Any) -> tuple[Any, Any]:
+    """The board read (plain for SQLite, `FOR UPDATE` otherwise), built once (see
+    `easel_shared.repositories`)."""
+    q = sa_select(Board).where(where).execution_options(populate_existing=True)
+    return q, q.with_for_update(of=Board)
+
+
+_LOCK_BOARD = _lock_statements(col(Board.id) == bindparam("board_id"))
+_LOCK_BOARD_OF_GENERATION = _lock_statements(
+    col(Board.id) == sa_select(col(Generation.board_id)).where(col(Generation.id) == bindparam("generation_id"))
+    .scalar_subquery())
 
 
 def list_boards(session: Session, account_id: str, limit: int, cursor: str | None) -> list[Board]:
@@ -244,7 +267,10 @@ _IMAGE_AND_THUMBNAIL_STATE = (select(Image, outbox.thumbnail_pending(col(Image.i
 def images_by_id(session: Session, ids: Sequence[str]) -> dict[str, Image]:
     if not ids:
         return {}
-    return {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(list(ids))))}
+    return {i.id: i for i in session.execute(_IMAGES_BY_ID, {"ids": list(ids)}).scalars()}
+
+
+_IMAGES_BY_ID = sa_select(Image).where(col(Image.id).in_(IDS))
 
 
 def touch(node: Node) -> None:

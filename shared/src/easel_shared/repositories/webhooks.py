@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from easel_shared.db import is_sqlite
@@ -40,10 +40,12 @@ def lock_endpoint(session: Session, endpoint_id: str) -> WebhookEndpoint | None:
 
 
 def has_enabled_endpoint(session: Session, account_id: str) -> bool:
-    return session.exec(
-        select(WebhookEndpoint.id).where(col(WebhookEndpoint.account_id) == account_id,
-                                         col(WebhookEndpoint.enabled).is_(True)).limit(1)
-    ).first() is not None
+    return session.execute(_ENABLED_ENDPOINT, {"account_id": account_id}).first() is not None
+
+
+# Read by every generation's start and end: built once (see `easel_shared.repositories`).
+_ENABLED_ENDPOINT = (select(WebhookEndpoint.id).where(col(WebhookEndpoint.account_id) == bindparam("account_id"),
+                                                      col(WebhookEndpoint.enabled).is_(True)).limit(1))
 
 
 def subscribers(session: Session, account_id: str, event_type: str, occurred_at: datetime) -> list[WebhookEndpoint]:

@@ -278,12 +278,9 @@ def _node_deleted(rt: Runtime, gen: Generation) -> bool:
 
 
 def _locked_generation(session: Session, generation_id: str) -> Generation | None:
-    gen = session.get(Generation, generation_id)
-    if gen is None:
-        return None
-    repo.lock_board(session, gen.board_id)
-    session.refresh(gen)
-    return gen
+    """The generation, read under its board's lock (two statements: the lock finds the board)."""
+    repo.lock_board_of_generation(session, generation_id)
+    return session.get(Generation, generation_id, populate_existing=True)
 
 
 def _settle_succeeded(rt: Runtime, generation_id: str, token: str, image: Image, timings: dict[str, int]) -> None:
