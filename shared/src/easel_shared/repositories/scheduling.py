@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, or_, text, update
+from sqlalchemy import bindparam, delete, func, or_, text, update
 from sqlmodel import Session, col, select
 
 from easel_shared.messages import SchedulerWake
@@ -31,11 +31,15 @@ _LIMITS_OF = select(Account.id, Account.max_running, Account.weight).where(col(A
 _IN_FLIGHT_BY_ACCOUNT = (select(Generation.account_id, func.count())
                          .where(_in_flight, col(Generation.account_id).in_(IDS))
                          .group_by(col(Generation.account_id)))
-_WAITING_MODELS_BEFORE = select(Generation.model_id).where(
+# The account's generations waiting for a slot that are older than a given one (`_older_params`).
+_WAITING_OLDER = (
     col(Generation.account_id) == bindparam("account_id"), _waiting, _not_upstream,
     or_(col(Generation.created_at) < bindparam("created_at"),
         (col(Generation.created_at) == bindparam("created_at")) & (col(Generation.id) < bindparam("gen_id"))),
-).distinct()
+)
+_WAITING_MODELS_BEFORE = select(Generation.model_id).where(*_WAITING_OLDER).distinct()
+_WAITING_AHEAD = select(func.count()).select_from(Generation).where(*_WAITING_OLDER)
+_WAITING_AHEAD_SAME_MODEL = _WAITING_AHEAD.where(col(Generation.model_id) == bindparam("model_id"))
 _SCHEDULES = select(AccountSchedule).where(col(AccountSchedule.account_id).in_(IDS))
 
 
@@ -127,18 +131,15 @@ def next_waiting(session: Session, account_id: str, skip_models: Collection[str]
 
 def waiting_models_before(session: Session, gen: Generation) -> set[str]:
     """The models of the account's waiting generations older than `gen`."""
-    rows = session.execute(_WAITING_MODELS_BEFORE,
-                           {"account_id": gen.account_id, "created_at": gen.created_at, "gen_id": gen.id})
-    return {r[0] for r in rows}
+    return {r[0] for r in session.execute(_WAITING_MODELS_BEFORE, _older_params(gen))}
 
 
 def waiting_ahead(session: Session, gen: Generation, *, same_model: bool = False) -> int:
     """How many of the account's waiting generations are older than `gen` (of its model only)."""
-    q = select(func.count()).select_from(Generation).where(
-        col(Generation.account_id) == gen.account_id, _waiting, _not_upstream, _before(gen))
+    q, params = _WAITING_AHEAD, _older_params(gen)
     if same_model:
-        q = q.where(col(Generation.model_id) == gen.model_id)
-    return int(session.exec(q).one())
+        q, params = _WAITING_AHEAD_SAME_MODEL, {**params, "model_id": gen.model_id}
+    return int(session.execute(q, params).scalar_one())
 
 
 def waiting_for_model(session: Session, model_id: str) -> dict[str, int]:
@@ -151,9 +152,8 @@ def waiting_for_model(session: Session, model_id: str) -> dict[str, int]:
     return {account_id: int(n) for account_id, n in rows}
 
 
-def _before(gen: Generation) -> ColumnElement[bool]:
-    return or_(col(Generation.created_at) < gen.created_at,
-               (col(Generation.created_at) == gen.created_at) & (col(Generation.id) < gen.id))
+def _older_params(gen: Generation) -> dict[str, object]:
+    return {"account_id": gen.account_id, "created_at": gen.created_at, "gen_id": gen.id}
 
 
 def mark_dispatched(session: Session, generation_id: str, now: datetime) -> bool:
