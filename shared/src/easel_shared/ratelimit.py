@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio as aioredis
 
 _SCRIPT = """
 local key = KEYS[1]
@@ -37,18 +38,21 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis) -> None:
+    """On an asyncio client: the api takes tokens in its request dependencies, on the event loop
+    (a blocking client there would cost a hop to the thread pool and back per request)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._script = client.register_script(_SCRIPT)
 
-    def take(self, bucket: str, account_id: str, per_minute: int) -> Verdict:
+    async def take(self, bucket: str, account_id: str, per_minute: int) -> Verdict:
         """Take one token. `per_minute <= 0` disables the limit. If Redis is unreachable the
         request is allowed: rate limiting protects capacity, it must not take the api down."""
         if per_minute <= 0:
             return Verdict(True, 0)
         rate_per_ms = per_minute / 60_000.0
         try:
-            allowed, tokens = self._script(
+            allowed, tokens = await self._script(
                 keys=[f"easel:ratelimit:{bucket}:{account_id}"],
                 args=[per_minute, rate_per_ms, int(time.time() * 1000)],
             )

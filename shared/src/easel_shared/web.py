@@ -272,6 +272,14 @@ def authenticate(engine: Engine, authorization: str | None, cache: AccountCache 
     return account
 
 
+async def authenticated(engine: Engine, authorization: str | None, cache: AccountCache) -> Account:
+    """`authenticate` for an async dependency: a key the cache holds is answered on the event
+    loop, a lookup in the database goes to the thread pool."""
+    if (cached := cache.get(accounts.hash_api_key(bearer_token(authorization)))) is not None:
+        return cached
+    return await run_in_threadpool(authenticate, engine, authorization, cache)
+
+
 # --------------------------------------------------------------------------- pagination
 
 

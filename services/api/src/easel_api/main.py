@@ -7,15 +7,17 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from easel_api import live
 from easel_api.context import build_context
-from easel_api.deps import get_ctx
+from easel_api.deps import context_of
 from easel_api.errors import install_error_handlers
 from easel_api.routes import accounts, boards, canvas, events, generations, images, runs, webhooks
 from easel_shared.http_limits import install_request_guard
 from easel_shared.imaging import configure_decode_budget
+from easel_shared.ratelimit import RateLimiter
 from easel_shared.relay import RelayThread, install, standard, uninstall
 from easel_shared.schemas import EVENT_MODELS
 from easel_shared.settings import Settings, get_settings
@@ -46,6 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    retention_seconds=ctx.settings.outbox_retention_seconds)
         relay_thread.start()
         app.state.hub = live.EventHub(ctx)
+        # An asyncio client of its own, made on the server's loop like the hub's.
+        app.state.limiter = RateLimiter(aioredis.Redis.from_url(
+            ctx.settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30))
         # Startup objects live for the whole process: keep them out of the collector's full
         # passes, whose pauses showed up as event-delivery p99 with 1000 subscribers.
         gc.collect()
@@ -59,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.hub.close()
+            await app.state.limiter.client.aclose()
             await asyncio.to_thread(relay_thread.stop)
             uninstall(relay)
             if ctx.early_decoder is not None:
@@ -71,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, "api")
     setup_tracing("api", settings.otel_exporter_otlp_endpoint, fastapi_app=app, celery=True)
 
-    mount_common(app, get_ctx)
+    mount_common(app, context_of)
     # The live events' models: the event stream's schema refers to them.
     document_models(app, EVENT_MODELS)
     for module in (accounts, boards, images, generations, runs, events, webhooks, canvas):

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from easel_api.deps import get_ctx
+from easel_api.deps import context_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,7 +42,7 @@ def canvas_root() -> RedirectResponse:
 
 @router.get("/canvas/config.json")
 def canvas_config(request: Request) -> JSONResponse:
-    settings = get_ctx(request).settings
+    settings = context_of(request).settings
     body: dict[str, Any] = {"assets_url": settings.assets_public_url.rstrip("/")}
     return JSONResponse(body, headers={"Cache-Control": "no-cache"})
 
