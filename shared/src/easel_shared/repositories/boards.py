@@ -38,6 +38,12 @@ def lock_board_of_generation(session: Session, generation_id: str) -> Board | No
     return _locked(session, _LOCK_BOARD_OF_GENERATION, {"generation_id": generation_id})
 
 
+def lock_board_of_node(session: Session, account_id: str, node_id: str) -> Board | None:
+    """`lock_board` of the account's node's board, found in the same statement (None when the
+    node is gone or not the account's): the node read after it is then read under the lock."""
+    return _locked(session, _LOCK_BOARD_OF_NODE, {"node_id": node_id, "account_id": account_id})
+
+
 def _locked(session: Session, statements: tuple[Any, Any], params: dict[str, str]) -> Board | None:
     plain, for_update = statements
     engine = session.get_bind()
@@ -57,6 +63,9 @@ _LOCK_BOARD = _lock_statements(col(Board.id) == bindparam("board_id"))
 _LOCK_BOARD_OF_GENERATION = _lock_statements(
     col(Board.id) == sa_select(col(Generation.board_id)).where(col(Generation.id) == bindparam("generation_id"))
     .scalar_subquery())
+_LOCK_BOARD_OF_NODE = _lock_statements(
+    col(Board.id) == sa_select(col(Node.board_id))
+    .where(col(Node.id) == bindparam("node_id"), col(Node.account_id) == bindparam("account_id")).scalar_subquery())
 
 
 def list_boards(session: Session, account_id: str, limit: int, cursor: str | None) -> list[Board]:

@@ -136,14 +136,14 @@ def _accept_in_tx(
     request_id: str | None,
 ) -> dict[str, Any] | None:
     with session_scope(ctx.engine) as session:
-        node = image_node_or_404(session, account, node_id)
         # The board lock serializes accepts on one board: "one active generation per node" and
         # "never a node and its direct upstream at once" are decided against committed state
-        # (and the unique active_node_id constraint backs the first one in the database).
-        repo.lock_board(session, node.board_id)
+        # (and the unique active_node_id constraint backs the first one in the database). The
+        # lock finds the board from the node, so the node is read once, under it.
+        repo.lock_board_of_node(session, account.id, node_id)
+        node = image_node_or_404(session, account, node_id)
         if idempotency_key and generations_repo.by_idempotency_key(session, account.id, idempotency_key) is not None:
             return None
-        session.refresh(node)
         if body.prompt is not None:
             node.prompt = body.prompt
         ask = Ask(body.model_id, dict(body.params), after_upstream=body.after_upstream,

@@ -52,8 +52,7 @@ def upload(ctx: AppContext, account: Account, node_id: str, data: bytes,
     try:
         with session_scope(ctx.engine) as session:
             repo.lock_board(session, node.board_id)
-            node = image_node_or_404(session, account, node_id)
-            session.refresh(node)
+            node = image_node_or_404(session, account, node_id)  # a fresh session: read under the lock
             if not upload_available(node.status, node.image_id is not None):
                 raise errors.UploadNotAvailable()
             session.add(image)
@@ -94,8 +93,7 @@ def crop(ctx: AppContext, account: Account, node_id: str, x: int, y: int, width:
     image = store_image(ctx.store, account.id, data, info, "crop")
     with session_scope(ctx.engine) as session:
         repo.lock_board(session, node.board_id)
-        node = image_node_or_404(session, account, node_id)
-        session.refresh(node)
+        node = image_node_or_404(session, account, node_id)  # a fresh session: read under the lock
         if node.image_id != current.id or node.status != "ready":
             raise errors.NoImage("The node's image changed while cropping; try again.")
         session.add(image)
