@@ -49,7 +49,7 @@ AdminDep = Annotated[None, Depends(require_admin)]
 
 def _limited(bucket: str, per_minute: Callable[[AppContext], int]) -> Callable[..., Awaitable[None]]:
     async def dependency(request: Request, ctx: CtxDep, account: AccountDep) -> None:
-        limiter: RateLimiter = request.app.state.limiter
+        limiter: RateLimiter = request.app.state.limiter  # made by the lifespan, as the event hub is
         verdict = await limiter.take(bucket, account.id, per_minute(ctx))
         if not verdict.allowed:
             raise RateLimited(
