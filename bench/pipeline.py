@@ -135,28 +135,32 @@ def run_bare_worker() -> None:
 
 
 class BareTrips:
-    """Bare round trips in bursts spread over the sequential run (`take` before every
-    `every`-th generation), so they are measured over the same minutes as the generations: one
-    burst of 50 before the run takes a tenth of a second, and its p50 moved from 1.8 to 3.9 ms
-    between runs of one code on a noisy machine. Each trip is back to back with the one before,
-    as in a single burst. (A trip from a quiet broker and worker is slower: 3.65 against 2.46 ms
-    p50 for the first and second of two trips after each generation, measured; the aim is
-    judged against the trips of a burst, the faster.)"""
+    """Bare round trips in bursts spread over the sequential run of `n` generations (`before(i)`
+    ahead of each; burst k goes before generation k * n // bursts), so they are measured over the
+    same minutes as the generations: one burst of 50 before the run takes a tenth of a second,
+    and its p50 moved from 1.8 to 3.9 ms between runs of one code on a noisy machine. Each trip
+    is back to back with the one before, as in a single burst. (A trip from a quiet broker and
+    worker is slower: 3.65 against 2.46 ms p50 for the first and second of two trips after each
+    generation, measured; the aim is judged against the trips of a burst, the faster.)"""
 
-    def __init__(self, redis_url: str, total: int, bursts: int) -> None:
+    def __init__(self, redis_url: str, total: int, bursts: int, n: int) -> None:
         self.ping = bare_app(redis_url).tasks["bench.ping"]  # type: ignore[attr-defined]
         self.ping.apply_async(queue=BARE_QUEUE).get(timeout=60)  # warm up: worker ready, connections open
-        self.bursts = max(1, min(bursts, total))
-        self.per_burst = -(-total // self.bursts)
-        self.left = total
+        self.bursts = max(1, min(bursts, total, n))
+        # Trips per burst, as even as the total allows, and where each burst goes.
+        self.sizes = [total // self.bursts + (k < total % self.bursts) for k in range(self.bursts)]
+        self.at = [k * n // self.bursts for k in range(self.bursts)]
         self.ms: list[float] = []
+        self.seconds = 0.0  # spent on the trips
 
-    def take(self) -> None:
-        for _ in range(min(self.per_burst, self.left)):
-            t0 = time.perf_counter()
-            assert self.ping.apply_async(queue=BARE_QUEUE).get(timeout=30) == "pong"
-            self.ms.append((time.perf_counter() - t0) * 1000)
-        self.left -= min(self.per_burst, self.left)
+    def before(self, i: int) -> None:
+        started = time.perf_counter()
+        for size in (s for s, at in zip(self.sizes, self.at, strict=True) if at == i):
+            for _ in range(size):
+                t0 = time.perf_counter()
+                assert self.ping.apply_async(queue=BARE_QUEUE).get(timeout=30) == "pong"
+                self.ms.append((time.perf_counter() - t0) * 1000)
+        self.seconds += time.perf_counter() - started
 
 
 def bare_saturation(redis_url: str, n: int, clients: int) -> float:
@@ -300,28 +304,23 @@ def run_saturation(api_url: str, n: int, warmup: int, clients: int, poll: float 
 
 def run_generations(api_url: str, n: int, warmup: int, poll: float | None, model: str,
                     bare: BareTrips) -> tuple[list[Sample], float]:
-    """The sequential run: (samples, seconds the measured generations took, the bare trips'
-    bursts between them left out)."""
+    """The sequential run: (samples, its wall seconds without the bare trips' bursts)."""
     c, key = account_client(api_url)
     nodes = make_nodes(c, n + warmup)
     watches = watch_boards(api_url, key, nodes) if poll is None else None
     body = {"model_id": model, "params": {"resolution": "1K", "aspect_ratio": "1:1", "seed": 1}}
 
     samples: list[Sample] = []
-    every = -(-n // bare.bursts)
     for node in nodes[:warmup]:
         generate(c, node, body, poll or 0, watches)
-    wall = 0.0
+    started = time.perf_counter()
     for i, node in enumerate(nodes[warmup:]):
-        if i % every == 0:
-            bare.take()
+        bare.before(i)
         t0 = time.perf_counter()
         gen, accept_ms = generate(c, node, body, poll or 0, watches)
-        elapsed = time.perf_counter() - t0
-        wall += elapsed
-        samples.append(Sample(elapsed * 1000, accept_ms, float(gen["timings"]["model_ms"]), gen["timings"]))
-    bare.take()  # whatever rounding left
-    return samples, wall
+        elapsed = (time.perf_counter() - t0) * 1000
+        samples.append(Sample(elapsed, accept_ms, float(gen["timings"]["model_ms"]), gen["timings"]))
+    return samples, time.perf_counter() - started - bare.seconds
 
 
 def api_route_means(api_url: str) -> dict[str, float]:
@@ -374,6 +373,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep the database and process logs here")
     parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.n < 1 or args.bare_trips < 1:
+        parser.error("--n and --bare-trips must be at least 1")
     if args.bare_worker:
         run_bare_worker()
         return
@@ -383,7 +384,7 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="easel-bench-")))
         workdir.mkdir(parents=True, exist_ok=True)
         api, redis_url = stack.enter_context(local_stack(args, workdir))
-        trips = BareTrips(redis_url, args.bare_trips, args.bare_bursts)
+        trips = BareTrips(redis_url, args.bare_trips, args.bare_bursts, args.n)
         polling = args.notice == "poll"
         samples, wall = run_generations(api, args.n, args.warmup, args.poll_ms / 1000 if polling else None,
                                         args.model, trips)

@@ -140,7 +140,8 @@ def _accept_in_tx(
         # "never a node and its direct upstream at once" are decided against committed state
         # (and the unique active_node_id constraint backs the first one in the database). The
         # lock finds the board from the node, so the node is read once, under it.
-        repo.lock_board_of_node(session, account.id, node_id)
+        if repo.lock_board_of_node(session, account.id, node_id) is None:
+            raise errors.NotFound("Node not found.")  # as node_or_404 says it
         node = image_node_or_404(session, account, node_id)
         if idempotency_key and generations_repo.by_idempotency_key(session, account.id, idempotency_key) is not None:
             return None
