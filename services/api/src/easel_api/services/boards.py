@@ -10,7 +10,7 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_api.schemas.requests import EdgeCreate, NodeCreate, NodePatch
 from easel_api.services import retention
-from easel_api.services.common import node_or_404
+from easel_api.services.common import lock_board_of_node_or_404, node_not_found, node_or_404
 from easel_shared import events, lifecycle, node_updates
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
@@ -46,11 +46,10 @@ def _lock_board_or_404(session: Session, board_id: str) -> Board:
 
 
 def _locked_node_or_404(session: Session, account: Account, node_id: str) -> Node:
-    node = node_or_404(session, account, node_id)
-    _lock_board_or_404(session, node.board_id)
-    locked = repo.lock_node(session, node.id)
+    lock_board_of_node_or_404(session, account, node_id)
+    locked = repo.lock_node(session, node_id)
     if locked is None:
-        raise errors.NotFound("Node not found.")
+        raise node_not_found()
     return locked
 
 
@@ -219,7 +218,7 @@ def create_edge(ctx: AppContext, account: Account, board_id: str, body: EdgeCrea
             source = repo.get_node(session, account.id, body.source_node_id)
             target = repo.get_node(session, account.id, body.target_node_id)
             if source is None or target is None:
-                raise errors.NotFound("Node not found.")
+                raise node_not_found()
             if source.board_id != board.id or target.board_id != board.id:
                 raise errors.CrossBoardConnection()
             if source.id == target.id:

@@ -9,11 +9,22 @@ from easel_shared.models import Account, Node
 from easel_shared.repositories import boards as repo
 
 
+def node_not_found() -> errors.NotFound:
+    return errors.NotFound("Node not found.")
+
+
 def node_or_404(session: Session, account: Account, node_id: str) -> Node:
     node = repo.get_node(session, account.id, node_id)
     if node is None:
-        raise errors.NotFound("Node not found.")
+        raise node_not_found()
     return node
+
+
+def lock_board_of_node_or_404(session: Session, account: Account, node_id: str) -> None:
+    """Take the lock of the board of the account's node (one statement finds and locks it), or
+    404: the node read after this is read under the lock, once."""
+    if repo.lock_board_of_node(session, account.id, node_id) is None:
+        raise node_not_found()
 
 
 def image_node_or_404(session: Session, account: Account, node_id: str) -> Node:
