@@ -31,18 +31,19 @@ def node_history(session: Session, node_id: str, limit: int, cursor: str | None)
                         limit, cursor)
 
 
-def lease(session: Session, generation_id: str, token: str) -> bool:
-    """`queued -> running` for the holder of `token`; False when the row was not queued, or is
-    still waiting for the scheduler (never dispatched: a message for it is not its turn)."""
+def lease(session: Session, generation_id: str, token: str) -> Generation | None:
+    """`queued -> running` for the holder of `token`: the row as it now is, or None when it was not
+    queued, or is still waiting for the scheduler (never dispatched: a message for it is not its
+    turn). One statement: the row comes back from the UPDATE itself (RETURNING)."""
     now = utcnow()
-    result = session.execute(
+    return session.scalars(
         update(Generation)
         .where(col(Generation.id) == generation_id, col(Generation.status) == "queued",
                col(Generation.dispatched_at).is_not(None))
         .values(status="running", lease_token=token, attempts=col(Generation.attempts) + 1,
                 heartbeat_at=now, started_at=now)
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        .returning(Generation)
+    ).one_or_none()
 
 
 def heartbeat(session: Session, generation_id: str, token: str) -> bool:

@@ -61,10 +61,11 @@ def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
     with session_scope(rt.engine) as session:
         # The board first, as every writer that stages its events does: its event seq is taken
         # under that lock, and one order of locks (board, then generation) keeps clear of deadlocks.
-        gen = _locked_generation(session, generation_id)
-        if gen is None or not generations_repo.lease(session, generation_id, token):
+        if repo.lock_board_of_generation(session, generation_id) is None:
             return None
-        session.refresh(gen)
+        gen = generations_repo.lease(session, generation_id, token)
+        if gen is None:
+            return None
         events.stage(session, gen.board_id, "generation.started", generation_view(gen))
         webhooks.emit_generation(session, gen, rt.base_url)
         snapshot = Generation.model_validate(gen.model_dump())
