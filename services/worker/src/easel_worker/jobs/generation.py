@@ -68,8 +68,9 @@ def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
             return None
         events.stage(session, gen.board_id, "generation.started", generation_view(gen))
         webhooks.emit_generation(session, gen, rt.base_url)
-        snapshot = Generation.model_validate(gen.model_dump())
-    return token, snapshot
+    # Detached by the session's close with every column loaded (the UPDATE returned them all, and
+    # commits do not expire them): the run reads it, nothing writes it.
+    return token, gen
 
 
 class _Heartbeat(threading.Thread):
