@@ -308,3 +308,38 @@ def test_connecting_to_a_generating_node_updates_the_new_upstream(stack: Stack, 
                      if e.event == "node.updated" and e.data["id"] == feeder["id"]]
     assert any(created < i < deleted and g == linked for i, g in feeder_states), feeder_states
     assert any(deleted < i < finished and g == unlinked for i, g in feeder_states), feeder_states
+
+
+def test_an_image_node_feeding_a_generating_node_shows_it_live(stack: Stack, account: Account, board: dict,
+                                                                gate: ModelGate) -> None:
+    """Live, not only on a reload: when a node starts generating, the image node feeding it says
+    so (`downstream_in_progress`); so does every later update of that image node while the run
+    lasts; and once the run ends, the image node may generate again."""
+    c, b = account.client, board["id"]
+    up = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
+    c.patch(f"/v1/nodes/{up['id']}", json={"prompt": "a paper boat"})
+    down = c.post(f"/v1/boards/{b}/nodes", json={"kind": "image"}).json()
+    c.patch(f"/v1/nodes/{down['id']}", json={"prompt": "the boat at sea"})
+    edge = c.post(f"/v1/boards/{b}/edges", json={"source_node_id": up["id"], "target_node_id": down["id"]})
+    assert edge.status_code == 201, edge.text
+
+    def up_state(reason: str | None) -> Any:
+        return lambda e: (e.event == "node.updated" and e.data["id"] == up["id"]
+                          and e.data["generate"]["reason_code"] == reason)
+
+    with sse(stack.api_url, board, account) as client:
+        client.wait_for_type("board.snapshot")
+        gen = generate(account, down["id"])
+        busy = client.wait_for_event(up_state("downstream_in_progress"))
+        assert busy.data["generate"]["enabled"] is False
+        client.wait_for_type("generation.started", id=gen["id"])
+        r = c.patch(f"/v1/nodes/{up['id']}", json={"prompt": "a paper boat, folded"})
+        assert r.status_code == 200, r.text
+        renamed = client.wait_for_event(lambda e: e.event == "node.updated" and e.data["id"] == up["id"]
+                                        and e.data["prompt"] == "a paper boat, folded")
+        assert renamed.data["generate"]["reason_code"] == "downstream_in_progress"
+        gate.open()
+        client.wait_for_type("generation.succeeded", timeout=60, id=gen["id"])
+        free = client.wait_for_event(up_state(None), timeout=30)
+        assert free.data["generate"]["enabled"] is True
+    assert free.data == c.get(f"/v1/nodes/{up['id']}").json()

@@ -23,7 +23,9 @@ from typing import Any
 from sqlmodel import Session
 
 from easel_shared import events
+from easel_shared.models import Node
 from easel_shared.repositories import graph as graph_repo
+from easel_shared.repositories import held
 from easel_shared.views import node_views
 
 
@@ -41,12 +43,24 @@ class Change:
         return cls(rows=(node_id,), shown=(node_id,), activity=(node_id,))
 
 
-def affected(session: Session, change: Change) -> list[str]:
+    def one_node(self) -> str | None:
+        """The node, when the change is about that one node and no edge came or went."""
+        ids = {*self.rows, *self.shown, *self.activity}
+        return next(iter(ids)) if len(ids) == 1 and not self.edges else None
+
+
+def affected(session: Session, change: Change, around: graph_repo.Around | None = None) -> list[str]:
     """The nodes whose view `change` alters, each once, in a stable order: the changed rows,
-    then downstream, then upstream, then the ends of the edges."""
+    then downstream, then upstream, then the ends of the edges. `around`: the neighbourhood of
+    `change.one_node()`, when the caller read it."""
     out: list[str] = list(change.rows)
-    out += graph_repo.targets_of(session, change.shown)
-    out += graph_repo.image_sources_of(session, change.activity)
+    if around is not None:
+        assert around.node_id == change.one_node()
+        out += around.targets if change.shown else []
+        out += around.image_sources if change.activity else []
+    else:
+        out += graph_repo.targets_of(session, change.shown)
+        out += graph_repo.image_sources_of(session, change.activity)
     if change.edges:
         kinds = graph_repo.kinds_of(session, {s for s, _ in change.edges})
         for source, target in change.edges:
@@ -56,11 +70,24 @@ def affected(session: Session, change: Change) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def stage(session: Session, board_id: str, base_url: str, change: Change) -> dict[str, dict[str, Any]]:
+def stage(session: Session, board_id: str, base_url: str, change: Change,
+          around: graph_repo.Around | None = None) -> dict[str, dict[str, Any]]:
     """Stage a `node.updated` (the full node) for every node `change` reaches, after flushing
-    the session so the views read what the caller changed. Returns the views by node id."""
+    the session so the views read what the caller changed. Returns the views by node id.
+    `around`: the neighbourhood of `change.one_node()` if the caller read it in this transaction
+    and changed no edge and no other node since."""
     session.flush()
-    views = node_views(session, affected(session, change), base_url)
+    # The common change, one node's own state, reads that node's edges once (`graph.around`)
+    # rather than four times, and the nodes this transaction holds are not read again.
+    one = change.one_node()
+    if one is None or (around is not None and around.node_id != one):
+        around = None
+    elif around is None:
+        around = graph_repo.around(session, one)
+    ids = affected(session, change, around)
+    nodes = held(session, Node, ids)
+    nodes.update(graph_repo.nodes_by_id(session, [i for i in ids if i not in nodes]))
+    views = node_views(session, ids, base_url, nodes=list(nodes.values()), around=around)
     for view in views.values():
         events.stage(session, board_id, "node.updated", view)
     return views

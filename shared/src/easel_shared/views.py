@@ -23,9 +23,10 @@ from sqlmodel import Session
 from easel_shared.clock import rfc3339
 from easel_shared.domain.generation import generate_state, toolbar
 from easel_shared.gc_pause import gc_paused
-from easel_shared.models import Board, Edge, Generation
+from easel_shared.models import Board, Edge, Generation, Image
 from easel_shared.repositories import boards as repo
 from easel_shared.repositories import graph as graph_repo
+from easel_shared.repositories import held
 
 # One upstream edge as its target shows it: (edge id, source id, source kind, source status,
 # source text, source image id). Lists of these are always in connection order (edge seq, then
@@ -182,22 +183,35 @@ def node_view(node: NodeFields, upstream: Sequence[Upstream], downstream_generat
 
 
 def node_views(session: Session, node_ids: Iterable[str], base_url: str,
-               nodes: Sequence[NodeFields] | None = None) -> dict[str, dict[str, Any]]:
+               nodes: Sequence[NodeFields] | None = None,
+               around: graph_repo.Around | None = None) -> dict[str, dict[str, Any]]:
     """Views of the named nodes that exist (`nodes`: their rows, when the caller has them), in
     the order asked. At most four queries, each driven by an index: the nodes, the edges into
     the image and video nodes with their sources, which image nodes feed a generating node, and
-    the images shown."""
+    the images shown (those the session does not hold already). `around`, when the caller read
+    it, stands for the edge reads of its node."""
     ids = list(dict.fromkeys(node_ids))
     rows: dict[str, NodeFields] = (
         {n.id: n for n in nodes} if nodes is not None else dict(graph_repo.nodes_by_id(session, ids))
     )
     present = [rows[i] for i in ids if i in rows]
+    known = around.node_id if around is not None and around.node_id in rows else None
+    incoming = list(graph_repo.incoming_with_sources(
+        session, [n.id for n in present if n.kind != "text" and n.id != known]))
+    busy = graph_repo.sources_with_generating_target(
+        session, [n.id for n in present if n.kind == "image" and n.id != known])
+    if around is not None and known is not None:
+        if rows[known].kind != "text":
+            incoming += around.incoming
+        if rows[known].kind == "image" and around.feeds_generating:
+            busy.add(known)
     upstream: dict[str, list[Upstream]] = {}
-    for r in graph_repo.incoming_with_sources(session, [n.id for n in present if n.kind != "text"]):
+    for r in incoming:
         upstream.setdefault(r.target_node_id, []).append(
             (r.id, r.source_node_id, r.kind, r.status, r.text, r.image_id))
-    busy = graph_repo.sources_with_generating_target(session, [n.id for n in present if n.kind == "image"])
-    images = repo.images_by_id(session, [n.image_id for n in present if n.kind == "image" and n.image_id])
+    shown = [n.image_id for n in present if n.kind == "image" and n.image_id]
+    images = held(session, Image, shown)
+    images.update(repo.images_by_id(session, [i for i in shown if i not in images]))
     return {
         n.id: node_view(n, upstream.get(n.id, ()), n.id in busy, images.get(n.image_id) if n.image_id else None,
                         base_url)

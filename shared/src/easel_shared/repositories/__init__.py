@@ -5,6 +5,26 @@ at import, with their values as parameters: building a SQLAlchemy statement cost
 it on an indexed lookup (about 80 of 130 us a call, measured on `graph.targets_of` with SQLite).
 Such a statement takes a list of ids as `IDS`."""
 
+from collections.abc import Iterable
+from typing import TypeVar
+
 from sqlalchemy import String, bindparam
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 IDS = bindparam("ids", type_=String(), expanding=True)
+
+T = TypeVar("T")
+
+
+def held(session: Session, model: type[T], ids: Iterable[str]) -> dict[str, T]:
+    """Those of `ids` that `session` holds already (its identity map), without a round trip: what a
+    query would give for them, since a query does not refresh an object the session holds. (It
+    would leave out a row deleted since by another transaction; the writers that use this hold the
+    board's lock, so no other transaction can delete these rows meanwhile.)"""
+    out: dict[str, T] = {}
+    for i in ids:
+        obj = session.identity_map.get(identity_key(model, i))
+        if obj is not None and obj not in session.deleted:
+            out[i] = obj
+    return out

@@ -6,9 +6,10 @@ keys, so its cost follows the neighbourhood it reads, never the size of the boar
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, bindparam, literal, select
+from sqlalchemy import Row, bindparam, literal, literal_column, select, union_all
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from easel_shared.models import Edge, Node
@@ -17,6 +18,7 @@ from easel_shared.repositories import IDS
 # What a target shows of each upstream node (references, upstream text, generate state).
 _SOURCE_COLUMNS = (col(Edge.id), col(Edge.target_node_id), col(Edge.source_node_id), col(Edge.seq),
                    col(Node.kind), col(Node.status), col(Node.text), col(Node.image_id))
+_SOURCE_NAMES = ("id", "target_node_id", "source_node_id", "seq", "kind", "status", "text", "image_id")
 
 # The reads every node change makes, built once (see `easel_shared.repositories`): a generation
 # runs about ten of them.
@@ -26,14 +28,56 @@ _INCOMING_WITH_SOURCES = (select(*_SOURCE_COLUMNS).join(Node, col(Node.id) == co
 _SOURCES_WITH_GENERATING_TARGET = (select(col(Edge.source_node_id))
                                    .join(Node, col(Node.id) == col(Edge.target_node_id))
                                    .where(col(Edge.source_node_id).in_(IDS), col(Node.status) == "generating"))
-_GENERATING_TARGETS = (select(col(Edge.target_node_id)).join(Node, col(Node.id) == col(Edge.target_node_id))
-                       .where(col(Edge.source_node_id) == bindparam("source_id"), col(Node.status) == "generating")
-                       .order_by(col(Edge.seq)))
 _TARGETS_OF = select(col(Edge.target_node_id)).where(col(Edge.source_node_id).in_(IDS)).order_by(col(Edge.seq))
 _IMAGE_SOURCES_OF = (select(col(Edge.source_node_id)).join(Node, col(Node.id) == col(Edge.source_node_id))
                      .where(col(Edge.target_node_id).in_(IDS), col(Node.kind) == "image")
                      .order_by(col(Edge.seq)))
 _KINDS_OF = select(col(Node.id), col(Node.kind)).where(col(Node.id).in_(IDS))
+
+
+def _edges_at(outgoing: bool) -> Any:
+    target = aliased(Node)
+    end = col(Edge.source_node_id) if outgoing else col(Edge.target_node_id)
+    # Labelled, so the compound's ORDER BY names its columns (SQLite requires it).
+    labelled: list[Any] = [c.label(name) for c, name in zip(_SOURCE_COLUMNS, _SOURCE_NAMES, strict=True)]
+    return (select(*labelled, col(target.status).label("target_status"),
+                   literal_column("1" if outgoing else "0").label("outgoing"))
+            .join(Node, col(Node.id) == col(Edge.source_node_id))
+            .join(target, col(target.id) == col(Edge.target_node_id))
+            .where(end == bindparam("node_id")))
+
+
+# Every edge at one node, each half driven by its index, in connection order.
+_AROUND = union_all(_edges_at(False), _edges_at(True)).order_by(literal_column("seq"), literal_column("id"))
+
+
+class Around(NamedTuple):
+    """One node's direct neighbourhood, read in one statement (`around`): what several reads
+    give for that node alone."""
+
+    node_id: str
+    #: `incoming_with_sources([node_id])`: the incoming edges with their sources, in connection order
+    incoming: list[Row[Any]]
+    #: `targets_of([node_id])`
+    targets: list[str]
+    #: `image_sources_of([node_id])`
+    image_sources: list[str]
+    #: the nodes it feeds that are generating, in connection order
+    generating_targets: list[str]
+
+    @property
+    def feeds_generating(self) -> bool:
+        """`node_id in sources_with_generating_target([node_id])`"""
+        return bool(self.generating_targets)
+
+
+def around(session: Session, node_id: str) -> Around:
+    rows = session.execute(_AROUND, {"node_id": node_id}).all()
+    incoming = [r for r in rows if not r.outgoing]
+    outgoing = [r for r in rows if r.outgoing]
+    return Around(node_id, incoming, list(dict.fromkeys(r.target_node_id for r in outgoing)),
+                  list(dict.fromkeys(r.source_node_id for r in incoming if r.kind == "image")),
+                  list(dict.fromkeys(r.target_node_id for r in outgoing if r.target_status == "generating")))
 
 
 def nodes_by_id(session: Session, ids: Collection[str]) -> dict[str, Node]:
@@ -55,12 +99,6 @@ def sources_with_generating_target(session: Session, source_ids: Collection[str]
     if not source_ids:
         return set()
     return {r[0] for r in session.execute(_SOURCES_WITH_GENERATING_TARGET, {"ids": list(source_ids)})}
-
-
-def generating_targets(session: Session, source_id: str) -> list[str]:
-    """Nodes directly downstream of `source_id` that are generating, in connection order."""
-    rows = session.execute(_GENERATING_TARGETS, {"source_id": source_id}).all()
-    return list(dict.fromkeys(r[0] for r in rows))
 
 
 def targets_of(session: Session, source_ids: Collection[str]) -> list[str]:

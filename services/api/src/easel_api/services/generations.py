@@ -175,13 +175,15 @@ def accept_locked(ctx: AppContext, session: Session, account: Account, node: Nod
     if node.status == "generating":
         raise errors.AlreadyGenerating()
     # The node's direct neighbourhood is all the rules read: its incoming edges with their
-    # sources (in connection order) and its generating targets, two indexed queries.
-    inputs = upstream.inputs_of(graph_repo.incoming_with_sources(session, [node.id]), node.prompt)
+    # sources (in connection order) and its generating targets, one statement (its events
+    # below read it again from here: nothing around the node changes meanwhile).
+    near = graph_repo.around(session, node.id)
+    inputs = upstream.inputs_of(near.incoming, node.prompt)
     if inputs.generating and not ask.after_upstream:
         raise errors.UpstreamInProgress(blocking_node_ids=inputs.generating)
     # A node whose downstream node is active (running, queued, or waiting for it) cannot start:
     # that node's inputs would change under it.
-    busy_downstream = graph_repo.generating_targets(session, node.id)
+    busy_downstream = near.generating_targets
     if busy_downstream:
         raise errors.DownstreamInProgress(blocking_node_ids=busy_downstream)
     if not inputs.has_prompt:
@@ -250,7 +252,7 @@ def accept_locked(ctx: AppContext, session: Session, account: Account, node: Nod
     scheduler.admit(session, gen, limits)
     view = generation_view(gen, scheduler.queue_info(session, gen, limits))
     events.stage(session, node.board_id, "generation.queued", view)
-    node_updates.stage(session, node.board_id, ctx.base_url, node_updates.Change.state_of(node.id))
+    node_updates.stage(session, node.board_id, ctx.base_url, node_updates.Change.state_of(node.id), around=near)
     return gen, view
 
 
