@@ -48,7 +48,9 @@ def _lock_board_or_404(session: Session, board_id: str) -> Board:
 def _locked_node_or_404(session: Session, account: Account, node_id: str) -> Node:
     lock_board_of_node_or_404(session, account, node_id)
     locked = repo.lock_node(session, node_id)
-    if locked is None:
+    # The account is checked here too: on SQLite the board lock reads nothing (see
+    # `repositories.boards.lock_board_of_node`).
+    if locked is None or locked.account_id != account.id:
         raise node_not_found()
     return locked
 

@@ -23,7 +23,7 @@ def node_or_404(session: Session, account: Account, node_id: str) -> Node:
 def lock_board_of_node_or_404(session: Session, account: Account, node_id: str) -> None:
     """Take the lock of the board of the account's node (one statement finds and locks it), or
     404: the node read after this is read under the lock, once."""
-    if repo.lock_board_of_node(session, account.id, node_id) is None:
+    if not repo.lock_board_of_node(session, account.id, node_id):
         raise node_not_found()
 
 

@@ -61,7 +61,7 @@ def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
     with session_scope(rt.engine) as session:
         # The board first, as every writer that stages its events does: its event seq is taken
         # under that lock, and one order of locks (board, then generation) keeps clear of deadlocks.
-        if repo.lock_board_of_generation(session, generation_id) is None:
+        if not repo.lock_board_of_generation(session, generation_id):
             return None
         gen = generations_repo.lease(session, generation_id, token)
         if gen is None:
@@ -280,7 +280,8 @@ def _node_deleted(rt: Runtime, gen: Generation) -> bool:
 
 
 def _locked_generation(session: Session, generation_id: str) -> Generation | None:
-    """The generation, read under its board's lock (two statements: the lock finds the board)."""
+    """The generation, read under its board's lock (on PostgreSQL two statements: the lock finds
+    the board)."""
     repo.lock_board_of_generation(session, generation_id)
     return session.get(Generation, generation_id, populate_existing=True)
 
