@@ -121,9 +121,9 @@ def admit(session: Session, gen: Generation, limits: Limits) -> None:
     if gen.blocked_by == UPSTREAM:
         return  # not the scheduler's until its upstream is done
     state = repo.lock(session)
-    limit = repo.limits_of(session, [gen.account_id])[gen.account_id]
+    limit, in_flight = repo.limit_and_in_flight(session, gen.account_id)
     blocked: str | None = None
-    if repo.in_flight_by_account(session, [gen.account_id]).get(gen.account_id, 0) >= limits.account(limit.max_running):
+    if in_flight >= limits.account(limit.max_running):
         blocked = ACCOUNT_LIMIT
     elif _model_full(session, limits, gen.model_id):
         blocked = MODEL_LIMIT

@@ -31,6 +31,12 @@ _LIMITS_OF = select(Account.id, Account.max_running, Account.weight).where(col(A
 _IN_FLIGHT_BY_ACCOUNT = (select(Generation.account_id, func.count())
                          .where(_in_flight, col(Generation.account_id).in_(IDS))
                          .group_by(col(Generation.account_id)))
+# One account's limit and slots held, in one statement: what an accept reads.
+_LIMIT_AND_IN_FLIGHT = select(
+    col(Account.max_running), col(Account.weight),
+    select(func.count()).select_from(Generation)
+    .where(_in_flight, col(Generation.account_id) == col(Account.id)).scalar_subquery(),
+).where(col(Account.id) == bindparam("account_id"))
 # The account's generations waiting for a slot that are older than a given one (`_older_params`).
 _WAITING_OLDER = (
     col(Generation.account_id) == bindparam("account_id"), _waiting, _not_upstream,
@@ -81,6 +87,12 @@ class Limit(NamedTuple):
 def limits_of(session: Session, account_ids: Collection[str]) -> dict[str, Limit]:
     rows = session.execute(_LIMITS_OF, {"ids": list(account_ids)})
     return {account_id: Limit(max_running, weight) for account_id, max_running, weight in rows}
+
+
+def limit_and_in_flight(session: Session, account_id: str) -> tuple[Limit, int]:
+    """`limits_of` and `in_flight_by_account` of one account (which must exist)."""
+    max_running, weight, in_flight = session.execute(_LIMIT_AND_IN_FLIGHT, {"account_id": account_id}).one()
+    return Limit(max_running, weight), int(in_flight)
 
 
 def in_flight_by_account(session: Session, account_ids: Collection[str]) -> dict[str, int]:
