@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import text, update
+from sqlalchemy import bindparam, text, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from easel_shared.clock import utcnow
-from easel_shared.models import Generation, OutboxEvent
+from easel_shared.models import Generation, Node, OutboxEvent
 from easel_shared.models.tables import UPSTREAM_WAIT_SQL
 from easel_shared.repositories.outbox import DISPATCH_GENERATION
 from easel_shared.repositories.paging import newest_first
@@ -18,6 +19,19 @@ from easel_shared.repositories.paging import newest_first
 def get_account_generation(session: Session, account_id: str, generation_id: str) -> Generation | None:
     gen = session.get(Generation, generation_id)
     return gen if gen is not None and gen.account_id == account_id else None
+
+
+_WITH_NODE = (sa_select(Generation, Node).outerjoin(Node, col(Node.id) == col(Generation.node_id))
+              .where(col(Generation.id) == bindparam("generation_id"))
+              .execution_options(populate_existing=True))
+
+
+def get_with_node(session: Session, generation_id: str) -> Generation | None:
+    """The generation read afresh, with its node (if it still exists) loaded into the session in
+    the same statement: ending the generation then finds the node there (`session.get`) without
+    another round trip."""
+    row = session.execute(_WITH_NODE, {"generation_id": generation_id}).first()
+    return row[0] if row is not None else None
 
 
 def by_idempotency_key(session: Session, account_id: str, key: str) -> Generation | None:

@@ -280,10 +280,10 @@ def _node_deleted(rt: Runtime, gen: Generation) -> bool:
 
 
 def _locked_generation(session: Session, generation_id: str) -> Generation | None:
-    """The generation, read under its board's lock (on PostgreSQL two statements: the lock finds
-    the board)."""
+    """The generation and its node, read under its board's lock (on PostgreSQL two statements: the
+    lock finds the board)."""
     repo.lock_board_of_generation(session, generation_id)
-    return session.get(Generation, generation_id, populate_existing=True)
+    return generations_repo.get_with_node(session, generation_id)
 
 
 def _settle_succeeded(rt: Runtime, generation_id: str, token: str, image: Image, timings: dict[str, int]) -> None:
