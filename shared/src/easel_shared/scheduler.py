@@ -21,8 +21,9 @@ taken, at most `FILL_BATCH` per pass. It runs after every commit that may free a
 `scheduler.wake`: a generation ended, an account's limit was raised), in whichever process
 committed, or in any process's background relay if that one died; and on every sweep (healing).
 
-**Locks.** The scheduler lock is the `scheduler_state` row (`FOR UPDATE`; SQLite serializes write
-transactions). An accept takes board → account row (credits) → scheduler lock. A fill pass takes
+**Locks.** The scheduler lock is the `scheduler_state` row (`FOR UPDATE`, or the UPDATE by which
+an accept draws its serial; SQLite serializes write transactions). An accept takes board →
+account row (credits) → scheduler lock. A fill pass takes
 the scheduler lock first, then the waiting generation rows it dispatches (compare-and-set) and the
 `account_schedules` rows, which only holders of the scheduler lock write; it never takes a board
 lock or writes an account row, and nothing that holds a generation row waits for the scheduler
@@ -120,7 +121,7 @@ def admit(session: Session, gen: Generation, limits: Limits) -> None:
     dispatched now or waits. Takes the scheduler lock until the transaction ends."""
     if gen.blocked_by == UPSTREAM:
         return  # not the scheduler's until its upstream is done
-    state = repo.lock(session)
+    system_vtime, serial = repo.lock_drawing_serial(session)
     limit, in_flight = repo.limit_and_in_flight(session, gen.account_id)
     blocked: str | None = None
     if in_flight >= limits.account(limit.max_running):
@@ -140,10 +141,9 @@ def admit(session: Session, gen: Generation, limits: Limits) -> None:
     schedule = repo.schedules(session, [gen.account_id])[gen.account_id]
     # Dispatched at once, it still costs the account its share: an account cannot get ahead of
     # the fair order through the accept path.
-    _, schedule.vtime = charge(schedule.vtime, limit.weight, state.vtime)
-    state.serial += 1
-    schedule.served = state.serial
-    session.add_all([schedule, state])
+    _, schedule.vtime = charge(schedule.vtime, limit.weight, system_vtime)
+    schedule.served = serial
+    session.add(schedule)
     gen.dispatched_at = gen.enqueued_at = utcnow()
     gen.blocked_by = None
     session.add(gen)

@@ -27,6 +27,9 @@ _not_upstream = or_(col(Generation.blocked_by).is_(None), col(Generation.blocked
 # What every accept reads (`scheduler.admit`), built once (see `easel_shared.repositories`).
 _LOCK = (select(SchedulerState).where(SchedulerState.id == 1).with_for_update()
          .execution_options(populate_existing=True))
+_DRAW_SERIAL = (update(SchedulerState).where(col(SchedulerState.id) == 1)
+                .values(serial=col(SchedulerState.serial) + 1)
+                .returning(col(SchedulerState.vtime), col(SchedulerState.serial)))
 _LIMITS_OF = select(Account.id, Account.max_running, Account.weight).where(col(Account.id).in_(IDS))
 _IN_FLIGHT_BY_ACCOUNT = (select(Generation.account_id, func.count())
                          .where(_in_flight, col(Generation.account_id).in_(IDS))
@@ -54,6 +57,15 @@ def lock(session: Session) -> SchedulerState:
     the database's write lock anyway), held until the transaction ends."""
     state: SchedulerState = session.execute(_LOCK).scalars().one()
     return state
+
+
+def lock_drawing_serial(session: Session) -> tuple[float, int]:
+    """The scheduler lock (as `lock`), taken by the UPDATE that draws the next serial, one
+    statement where a read and a write were: (the system's virtual time, the serial drawn). An
+    accept that then leaves its generation waiting leaves its serial unused; serials only order
+    accounts by when they were last served, and a gap between two changes no order."""
+    vtime, serial = session.execute(_DRAW_SERIAL).one()
+    return float(vtime), int(serial)
 
 
 def state(session: Session) -> SchedulerState | None:
