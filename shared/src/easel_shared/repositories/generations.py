@@ -21,6 +21,7 @@ def get_account_generation(session: Session, account_id: str, generation_id: str
     return gen if gen is not None and gen.account_id == account_id else None
 
 
+_KEPT = "easel_kept_rows"
 _WITH_NODE = (sa_select(Generation, Node).outerjoin(Node, col(Node.id) == col(Generation.node_id))
               .where(col(Generation.id) == bindparam("generation_id"))
               .execution_options(populate_existing=True))
@@ -31,7 +32,15 @@ def get_with_node(session: Session, generation_id: str) -> Generation | None:
     the same statement: ending the generation then finds the node there (`session.get`) without
     another round trip."""
     row = session.execute(_WITH_NODE, {"generation_id": generation_id}).first()
-    return row[0] if row is not None else None
+    if row is None:
+        return None
+    gen: Generation = row[0]
+    node = row[1]
+    if node is not None:
+        # The session holds objects nobody changed by weak reference only: keep the node for the
+        # rest of this unit of work, or it is collected and read again.
+        session.info.setdefault(_KEPT, []).append(node)
+    return gen
 
 
 def by_idempotency_key(session: Session, account_id: str, key: str) -> Generation | None:
