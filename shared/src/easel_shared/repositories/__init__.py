@@ -21,7 +21,8 @@ def held(session: Session, model: type[T], ids: Iterable[str]) -> dict[str, T]:
     """Those of `ids` that `session` holds already (its identity map), without a round trip: what a
     query would give for them, since a query does not refresh an object the session holds. (It
     would leave out a row deleted since by another transaction; the writers that use this hold the
-    board's lock, so no other transaction can delete these rows meanwhile.)"""
+    board's lock, so no other transaction can delete these rows meanwhile.) The session keeps an
+    object nobody changed or references only weakly: such a one may be missing, to be read."""
     out: dict[str, T] = {}
     for i in ids:
         obj = session.identity_map.get(identity_key(model, i))
