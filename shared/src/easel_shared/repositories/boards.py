@@ -32,21 +32,20 @@ def lock_board(session: Session, board_id: str) -> Board | None:
     return _locked(session, _LOCK_BOARD, {"board_id": board_id})
 
 
-def lock_board_of_generation(session: Session, generation_id: str) -> bool:
-    """`lock_board` of the generation's board, found in the same statement (False when either is
-    gone): the generation read after it is then read under the lock. On SQLite there is no row
-    lock to take (the transaction's BEGIN IMMEDIATE took the database's write lock), so nothing
-    is read and this is True: the caller's own read of the generation finds out whether it is
-    there."""
-    if _holds_every_lock(session):
-        return True
-    return _locked(session, _LOCK_BOARD_OF_GENERATION, {"generation_id": generation_id}) is not None
+def lock_board_of_generation(session: Session, generation_id: str) -> None:
+    """`lock_board` of the generation's board, found in the same statement (nothing is locked
+    when either is gone): the generation read after it is then read under the lock, and that
+    read finds out whether it is there. On SQLite there is no row lock to take (the transaction's
+    BEGIN IMMEDIATE took the database's write lock), so nothing is read."""
+    if not _holds_every_lock(session):
+        _locked(session, _LOCK_BOARD_OF_GENERATION, {"generation_id": generation_id})
 
 
 def lock_board_of_node(session: Session, account_id: str, node_id: str) -> bool:
     """`lock_board` of the account's node's board, found in the same statement (False when the
     node is gone or not the account's): the node read after it is then read under the lock. On
-    SQLite, True without a read, as `lock_board_of_generation`."""
+    SQLite, True without a read (as `lock_board_of_generation`), whoever owns the node: the
+    caller's read of the node must check its account itself."""
     if _holds_every_lock(session):
         return True
     return _locked(session, _LOCK_BOARD_OF_NODE, {"node_id": node_id, "account_id": account_id}) is not None

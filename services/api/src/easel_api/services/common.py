@@ -22,7 +22,9 @@ def node_or_404(session: Session, account: Account, node_id: str) -> Node:
 
 def lock_board_of_node_or_404(session: Session, account: Account, node_id: str) -> None:
     """Take the lock of the board of the account's node (one statement finds and locks it), or
-    404: the node read after this is read under the lock, once."""
+    404: the node read after this is read under the lock, once. On SQLite it reads nothing and
+    never answers 404 (`repositories.boards.lock_board_of_node`): that read must check the
+    node's account (`node_or_404` does)."""
     if not repo.lock_board_of_node(session, account.id, node_id):
         raise node_not_found()
 

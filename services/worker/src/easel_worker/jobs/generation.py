@@ -61,8 +61,7 @@ def acquire(rt: Runtime, generation_id: str) -> tuple[str, Generation] | None:
     with session_scope(rt.engine) as session:
         # The board first, as every writer that stages its events does: its event seq is taken
         # under that lock, and one order of locks (board, then generation) keeps clear of deadlocks.
-        if not repo.lock_board_of_generation(session, generation_id):
-            return None
+        repo.lock_board_of_generation(session, generation_id)
         gen = generations_repo.lease(session, generation_id, token)
         if gen is None:
             return None
