@@ -1,7 +1,8 @@
 """The scheduler with the real worker: an account over its limit waits its turn (no failure, no
 message in the broker) and starts when a slot frees; a model never has more in flight than its
 `max_concurrency`, whoever asks; a worker killed with `kill -9` gives its slot back; three
-accounts waiting for one slot take turns; concurrent accepts at a limit dispatch one.
+accounts waiting for one slot take turns, and on a tie the account served longest ago goes first;
+concurrent accepts at a limit dispatch one.
 
 The test stack's deployment default is high (`ACCOUNT_MAX_RUNNING=1000`, so the other tests run
 many generations at once); these tests set tight limits per account through the admin api, and
@@ -206,6 +207,26 @@ def test_three_accounts_waiting_for_one_slot_take_turns(stack: Stack, gate: Mode
     starts = [names[g] for _, g in sorted(
         (t, g) for name, client in clients.items() for t, g in started(client, [g for g in order if names[g] == name]))]
     assert "".join(starts) == "ABCABCABCABC"
+
+
+def test_on_a_tie_the_account_served_longest_ago_goes_first(stack: Stack, gate: ModelGate) -> None:
+    """A generation dispatched at its accept still counts as serving its account: A and B each
+    start one at once (A first), so their shares tie; B then queues one for the model, and A one
+    after it. The freed slot goes to A, served longest ago, not to B's older waiting work."""
+    a, b = stack.new_account(credits=1000), stack.new_account(credits=1000)
+    a_nodes, b_nodes = nodes(a.client, 2), nodes(b.client, 2)
+    assert accepted(a.client, a_nodes[0], TWO_AT_A_TIME)["blocked_by"] is None
+    assert accepted(b.client, b_nodes[0], TWO_AT_A_TIME)["blocked_by"] is None
+    gate.wait_arrived(2)
+    b_waiting = accepted(b.client, b_nodes[1], TWO_AT_A_TIME)
+    a_waiting = accepted(a.client, a_nodes[1], TWO_AT_A_TIME)
+    assert (b_waiting["blocked_by"], a_waiting["blocked_by"]) == ("model_limit", "model_limit")
+    gate.let_through(1)  # one slot frees: one fill pass, one of the two waiting is dispatched
+    gate.wait_arrived(3)
+    assert get_gen(a.client, a_waiting["id"])["status"] == "running"
+    assert get_gen(b.client, b_waiting["id"])["status"] == "queued"
+    gate.open()
+    assert wait_final(b.client, b_waiting["id"])["status"] == "succeeded"
 
 
 def test_concurrent_accepts_at_the_limit_dispatch_one(stack: Stack, paused_worker: None) -> None:

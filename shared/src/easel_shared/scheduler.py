@@ -122,7 +122,9 @@ def admit(session: Session, gen: Generation, limits: Limits) -> None:
     if gen.blocked_by == UPSTREAM:
         return  # not the scheduler's until its upstream is done
     system_vtime, serial = repo.lock_drawing_serial(session)
-    limit, in_flight = repo.limit_and_in_flight(session, gen.account_id)
+    account = repo.limit_and_in_flight(session, gen.account_id)
+    assert account is not None  # the accept reserved its credits on this account's row
+    limit, in_flight = account
     blocked: str | None = None
     if in_flight >= limits.account(limit.max_running):
         blocked = ACCOUNT_LIMIT
@@ -265,12 +267,12 @@ def queue_info(session: Session, gen: Generation, limits: Limits) -> QueueInfo:
         return NOT_WAITING
     if gen.blocked_by == UPSTREAM:
         return QueueInfo(None, UPSTREAM)
-    limit = repo.limits_of(session, [gen.account_id]).get(gen.account_id)
-    if limit is None:
+    account = repo.limit_and_in_flight(session, gen.account_id)
+    if account is None:
         return QueueInfo(None, gen.blocked_by)
+    limit, in_flight = account
     ahead = repo.waiting_ahead(session, gen)
-    if repo.in_flight_by_account(session, [gen.account_id]).get(gen.account_id, 0) >= limits.account(
-            limit.max_running):
+    if in_flight >= limits.account(limit.max_running):
         return QueueInfo(ahead + 1, ACCOUNT_LIMIT)
     if not _model_full(session, limits, gen.model_id):
         # Both have room: a fill pass is on its way (or older work of the account goes first).

@@ -101,9 +101,13 @@ def limits_of(session: Session, account_ids: Collection[str]) -> dict[str, Limit
     return {account_id: Limit(max_running, weight) for account_id, max_running, weight in rows}
 
 
-def limit_and_in_flight(session: Session, account_id: str) -> tuple[Limit, int]:
-    """`limits_of` and `in_flight_by_account` of one account (which must exist)."""
-    max_running, weight, in_flight = session.execute(_LIMIT_AND_IN_FLIGHT, {"account_id": account_id}).one()
+def limit_and_in_flight(session: Session, account_id: str) -> tuple[Limit, int] | None:
+    """`limits_of` and `in_flight_by_account` of one account, in one statement (None: no such
+    account)."""
+    row = session.execute(_LIMIT_AND_IN_FLIGHT, {"account_id": account_id}).first()
+    if row is None:
+        return None
+    max_running, weight, in_flight = row
     return Limit(max_running, weight), int(in_flight)
 
 

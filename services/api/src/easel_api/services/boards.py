@@ -10,7 +10,7 @@ from sqlmodel import Session
 from easel_api.context import AppContext
 from easel_api.schemas.requests import EdgeCreate, NodeCreate, NodePatch
 from easel_api.services import retention
-from easel_api.services.common import lock_board_of_node_or_404, node_not_found, node_or_404
+from easel_api.services.common import locked_node_or_404, node_not_found, node_or_404
 from easel_shared import events, lifecycle, node_updates
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
@@ -43,16 +43,6 @@ def _lock_board_or_404(session: Session, board_id: str) -> Board:
     if board is None:
         raise errors.NotFound("Board not found.")
     return board
-
-
-def _locked_node_or_404(session: Session, account: Account, node_id: str) -> Node:
-    lock_board_of_node_or_404(session, account, node_id)
-    locked = repo.lock_node(session, node_id)
-    # The account is checked here too: on SQLite the board lock reads nothing (see
-    # `repositories.boards.lock_board_of_node`).
-    if locked is None or locked.account_id != account.id:
-        raise node_not_found()
-    return locked
 
 
 def create_board(ctx: AppContext, account: Account, name: str) -> dict[str, Any]:
@@ -143,7 +133,7 @@ def get_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
 def patch_node(ctx: AppContext, account: Account, node_id: str, body: NodePatch) -> dict[str, Any]:
     fields = body.model_fields_set
     with session_scope(ctx.engine) as session:
-        node = _locked_node_or_404(session, account, node_id)
+        node = locked_node_or_404(session, account, node_id)
         if "text" in fields:
             if node.kind != "text":
                 raise errors.InvalidField("Only text nodes have text.")
@@ -190,7 +180,7 @@ def _cancel_for_deletion(ctx: AppContext, session: Session, node: Node) -> list[
 
 def delete_node(ctx: AppContext, account: Account, node_id: str) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        node = _locked_node_or_404(session, account, node_id)
+        node = locked_node_or_404(session, account, node_id)
         canceled = _cancel_for_deletion(ctx, session, node)
         asset_id = None
         if node.kind == "image" and node.image_id:

@@ -20,18 +20,30 @@ def node_or_404(session: Session, account: Account, node_id: str) -> Node:
     return node
 
 
-def lock_board_of_node_or_404(session: Session, account: Account, node_id: str) -> None:
-    """Take the lock of the board of the account's node (one statement finds and locks it), or
-    404: the node read after this is read under the lock, once. On SQLite it reads nothing and
-    never answers 404 (`repositories.boards.lock_board_of_node`): that read must check the
-    node's account (`node_or_404` does)."""
+def locked_node_or_404(session: Session, account: Account, node_id: str) -> Node:
+    """The account's node, read once, under its board's lock (one statement finds the board from
+    the node and locks it; on PostgreSQL the node's row is locked too), or 404. The account is
+    checked on the node's own read: on SQLite the board lock reads nothing
+    (`repositories.boards.lock_board_of_node`)."""
     if not repo.lock_board_of_node(session, account.id, node_id):
         raise node_not_found()
+    node = repo.lock_node(session, node_id)
+    if node is None or node.account_id != account.id:
+        raise node_not_found()
+    return node
 
 
 def image_node_or_404(session: Session, account: Account, node_id: str) -> Node:
     """The account's node, which must be an Image Node (``not_an_image_node`` otherwise)."""
-    node = node_or_404(session, account, node_id)
+    return _image(node_or_404(session, account, node_id))
+
+
+def locked_image_node_or_404(session: Session, account: Account, node_id: str) -> Node:
+    """`locked_node_or_404`, which must be an Image Node (``not_an_image_node`` otherwise)."""
+    return _image(locked_node_or_404(session, account, node_id))
+
+
+def _image(node: Node) -> Node:
     if node.kind != "image":
         raise errors.NotAnImageNode()
     return node

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from easel_api.context import AppContext
 from easel_api.schemas.requests import GenerationCreate
-from easel_api.services.common import image_node_or_404, lock_board_of_node_or_404, node_or_404
+from easel_api.services.common import image_node_or_404, locked_image_node_or_404, node_or_404
 from easel_shared import events, lifecycle, node_updates, scheduler, upstream
 from easel_shared.clock import utcnow
 from easel_shared.db import session_scope
@@ -140,8 +140,7 @@ def _accept_in_tx(
         # "never a node and its direct upstream at once" are decided against committed state
         # (and the unique active_node_id constraint backs the first one in the database). The
         # lock finds the board from the node, so the node is read once, under it.
-        lock_board_of_node_or_404(session, account, node_id)
-        node = image_node_or_404(session, account, node_id)
+        node = locked_image_node_or_404(session, account, node_id)
         if idempotency_key and generations_repo.by_idempotency_key(session, account.id, idempotency_key) is not None:
             return None
         if body.prompt is not None:
