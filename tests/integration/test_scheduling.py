@@ -28,6 +28,7 @@ from easel_shared.clock import as_utc, utcnow
 from easel_shared.models import Generation
 from tests.fixtures.gates import ModelGate
 from tests.fixtures.generation import (
+    PARAMS_1K,
     SKETCH,
     accepted,
     get_gen,
@@ -36,6 +37,7 @@ from tests.fixtures.generation import (
     wait_final,
     wait_status,
     worker_env,
+    worker_idle,
 )
 from tests.fixtures.stack import Account, Stack, wait_for
 
@@ -183,6 +185,41 @@ def test_a_model_at_its_limit_never_runs_more_under_load_from_three_accounts(sta
     assert len(gen_ids) == 12
 
 
+def test_work_left_waiting_for_a_model_starts_when_its_slot_frees_during_the_accept(stack: Stack,
+                                                                                   gate: ModelGate) -> None:
+    """The one interleaving where the end of a generation cannot see the work it should start:
+    account B's accept of a full model runs (it saw the model's one slot taken, and leaves its
+    generation waiting), and meanwhile account A's generation of that model ends, commits and
+    looks for waiting work, before B's accept commits. B's commit must then look again: the
+    model has room, so its generation is sent at once, not at the next sweep."""
+    if stack.db_kind == "sqlite":
+        pytest.skip("SQLite runs one write transaction at a time: the end cannot commit during the accept")
+    from easel_api.context import build_context
+    from easel_api.services.common import locked_image_node_or_404
+    from easel_api.services.generations import Ask, accept_locked
+    from easel_shared.models import Account as AccountRow
+
+    holder, waiter = stack.new_account(credits=1000), stack.new_account(credits=1000)
+    running = accepted(holder.client, nodes(holder.client, 1)[0], ONE_AT_A_TIME)
+    gate.wait_arrived(1)  # the model's one slot is taken
+    node_id = nodes(waiter.client, 1)[0]
+    ctx = build_context(stack.settings)
+    with Session(stack.engine, expire_on_commit=False) as session:  # B's accept, held open
+        account = session.get(AccountRow, waiter.id)
+        assert account is not None
+        node = locked_image_node_or_404(session, account, node_id)
+        gen, view = accept_locked(ctx, session, account, node, Ask(ONE_AT_A_TIME, dict(PARAMS_1K)))
+        assert view["blocked_by"] == "model_limit"
+        gate.open()
+        assert wait_final(holder.client, running["id"])["status"] == "succeeded"
+        worker_idle()  # A's end committed and looked for waiting work; B's was not committed yet
+        session.commit()  # B's commit looks again, in this thread, before commit() returns
+    with Session(stack.engine) as session:
+        sent = session.get(Generation, gen.id)
+        assert sent is not None and sent.dispatched_at is not None and sent.blocked_by is None
+    assert wait_final(waiter.client, gen.id)["status"] == "succeeded"
+
+
 def test_three_accounts_waiting_for_one_slot_take_turns(stack: Stack, gate: ModelGate) -> None:
     names = {}
     order: list[str] = []
@@ -250,6 +287,27 @@ def test_concurrent_accepts_at_the_limit_dispatch_one(stack: Stack, paused_worke
     assert {g["status"] for g in done} == {"succeeded"}
     spans = sorted((when(g["started_at"]), when(g["finished_at"])) for g in done)
     assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:], strict=False)), spans  # one at a time
+
+
+def test_a_new_accept_waits_behind_older_work_of_its_account_that_could_start(stack: Stack,
+                                                                              paused_worker: None) -> None:
+    """Oldest first within an account, the accept included: when a slot is free but older work of
+    the account waits (no fill pass has run since the slot freed), a new accept does not take the
+    slot ahead of it. It waits, and the older one is sent."""
+    from easel_shared.models import Account as AccountRow
+
+    acct = limited_account(stack, max_running=1)
+    g1, g2 = (accepted(acct.client, n) for n in nodes(acct.client, 2))
+    assert [g1["blocked_by"], g2["blocked_by"]] == [None, "account_limit"]
+    with Session(stack.engine) as session:  # a second slot, with no wake: no fill pass runs
+        session.execute(update(AccountRow).where(col(AccountRow.id) == acct.id).values(max_running=2))
+        session.commit()
+    g3 = accepted(acct.client, nodes(acct.client, 1)[0])
+    assert g3["blocked_by"] == "account_limit"
+    wait_for(lambda: get_gen(acct.client, g2["id"])["blocked_by"] is None, timeout=10, what="the older one to be sent")
+    assert counts(stack, account_id=acct.id) == (0, 2)
+    shown = get_gen(acct.client, g3["id"])
+    assert (shown["status"], shown["queue_position"], shown["blocked_by"]) == ("queued", 1, "account_limit")
 
 
 def test_raising_an_accounts_limit_starts_its_waiting_work_at_once(stack: Stack, paused_worker: None) -> None:

@@ -76,9 +76,11 @@ class WebhookEvent(OutboxMessage):
 
 
 class SchedulerWake(OutboxMessage):
-    """A slot may have freed (a generation ended, an account's limit was raised): run the
-    scheduler's fill pass (`easel_shared.scheduler.fill`) after the commit."""
+    """A slot may have freed (a generation ended, an account's limit was raised), or work was
+    left waiting for a full model (`model_id`): run the scheduler's fill pass
+    (`easel_shared.scheduler.fill`) after the commit, if it could start anything then."""
 
     topic: ClassVar[str] = "scheduler.wake"
 
     reason: str = Field(default="", max_length=50)
+    model_id: str | None = Field(default=None, max_length=100)

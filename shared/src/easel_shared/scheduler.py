@@ -18,8 +18,10 @@ that could start, is dispatched at once, as before; otherwise it stays `queued` 
 scheduling`: start-time fair queuing across accounts, weighted; oldest first within an account,
 skipping work whose model is full so another model is not held up behind it) until the slots are
 taken, at most `FILL_BATCH` per pass. It runs after every commit that may free a slot (an outbox
-`scheduler.wake`: a generation ended, an account's limit was raised), in whichever process
-committed, or in any process's background relay if that one died; and on every sweep (healing).
+`scheduler.wake`: a generation ended, an account's limit was raised) when work is waiting, and
+after an accept that left work waiting for a full model when that model has room by then
+(`SchedulerRelay` says why nothing is missed), in whichever process committed, or in any
+process's background relay if that one died; and on every sweep (healing).
 
 **Locks.** The scheduler lock is the `scheduler_state` row (`FOR UPDATE`, or the UPDATE by which
 an accept draws its serial; SQLite serializes write transactions). An accept takes board →
@@ -51,7 +53,7 @@ from easel_shared.domain.catalog import Catalog
 from easel_shared.domain.scheduling import Flow, charge, first, position
 from easel_shared.messages import SchedulerWake
 from easel_shared.models import Generation
-from easel_shared.relay import Written
+from easel_shared.relay import AFTER_COMMIT_GRACE, Written, delivered
 from easel_shared.repositories import outbox
 from easel_shared.repositories import scheduling as repo
 from easel_shared.settings import Settings
@@ -108,9 +110,10 @@ class QueueInfo(NamedTuple):
 NOT_WAITING = QueueInfo(None, None)
 
 
-def wake(session: Session, account_id: str, reason: str) -> None:
-    """Have a fill pass run once this transaction commits."""
-    outbox.enqueue(session, SchedulerWake(reason=reason), account_id)
+def wake(session: Session, account_id: str, reason: str, *, model_id: str | None = None) -> None:
+    """Have a fill pass run once this transaction commits, if it could start anything then (see
+    `SchedulerRelay`); with `model_id`, if that model has room then."""
+    outbox.enqueue(session, SchedulerWake(reason=reason, model_id=model_id), account_id)
 
 
 # -- admit --------------------------------------------------------------------------------------- #
@@ -122,15 +125,19 @@ def admit(session: Session, gen: Generation, limits: Limits) -> None:
     if gen.blocked_by == UPSTREAM:
         return  # not the scheduler's until its upstream is done
     system_vtime, serial = repo.lock_drawing_serial(session)
-    account = repo.limit_and_in_flight(session, gen.account_id)
+    account = repo.admission(session, gen)
     assert account is not None  # the accept reserved its credits on this account's row
-    limit, in_flight = account
+    limit = account.limit
     blocked: str | None = None
-    if in_flight >= limits.account(limit.max_running):
+    if account.in_flight >= limits.account(limit.max_running):
         blocked = ACCOUNT_LIMIT
     elif _model_full(session, limits, gen.model_id):
         blocked = MODEL_LIMIT
-    else:
+        # A generation of another account may end while this transaction runs, its commit's
+        # look for waiting work (`SchedulerRelay`) missing this one, not yet committed: this
+        # commit looks again whether the model has room.
+        wake(session, gen.account_id, "model", model_id=gen.model_id)
+    elif account.older_waiting:
         older = repo.waiting_models_before(session, gen)
         if any(not _model_full(session, limits, m) for m in older):
             # Older work of the account could start too (a fill pass is due): it goes first.
@@ -226,14 +233,29 @@ def fill_in(session: Session, limits: Limits, batch: int = FILL_BATCH) -> int:
 
 
 class SchedulerRelay:
-    """Runs a fill pass after a commit that wrote `scheduler.wake`, and in the background when
-    wakes are left pending (the committing process died, or the pass failed)."""
+    """Runs a fill pass after a commit that wrote `scheduler.wake`, when it could start anything,
+    and in the background when wakes are left pending (the committing process died, or the pass
+    failed).
+
+    Whether a pass could start anything is read first, without the scheduler lock and without
+    writing: most wakes (a generation ended) find nothing waiting, and a pass writes (it answers
+    the wakes) under the lock every accept takes. Nothing is missed by reading without the lock.
+    A generation left waiting, W, and a slot freed, S, each commit and then look:
+    - S's commit looks for any waiting work, so it finds W if W committed first.
+    - If S committed first, W's accept saw the slot free, or raced S and left W waiting:
+      - for its account's slots it cannot race: both write the account's row (credits), so one
+        waits for the other's commit;
+      - for its model's, the accept writes a wake with the model (`admit`), and its commit looks
+        whether the model has room.
+    A wake found with nothing to do is marked processed with the process's other delivered rows
+    (`relay.delivered`)."""
 
     topic = SchedulerWake.topic
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._limits: Limits | None = None
+        self._more = False
 
     @property
     def limits(self) -> Limits:
@@ -244,13 +266,26 @@ class SchedulerRelay:
     def relay_written(self, engine: Engine, rows: Sequence[Written]) -> None:
         if getattr(_filling, "active", False):
             return  # a pass's own "more" wake: the background relay runs the next pass
-        fill(engine, self.limits)
+        if not self._could_start(engine, rows):
+            delivered(engine, [r.id for r in rows])
+            return
+        if fill(engine, self.limits) >= FILL_BATCH:
+            self._more = True  # the background relay's next pass goes on
+
+    def _could_start(self, engine: Engine, rows: Sequence[Written]) -> bool:
+        models = {SchedulerWake.model_validate(r.payload).model_id for r in rows}
+        with session_scope(engine) as session:
+            if None in models:
+                return repo.any_waiting(session)
+            return any(not _model_full(session, self.limits, m) for m in models if m is not None)
 
     def relay_pending(self, engine: Engine) -> bool:
-        with session_scope(engine) as session:
-            if not repo.has_pending_wakes(session):
-                return False
-        return fill(engine, self.limits) >= FILL_BATCH
+        if not self._more:
+            with session_scope(engine) as session:
+                if not repo.has_pending_wakes(session, utcnow() - AFTER_COMMIT_GRACE):
+                    return False
+        self._more = fill(engine, self.limits) >= FILL_BATCH
+        return self._more
 
 
 # -- where a waiting generation stands ----------------------------------------------------------- #

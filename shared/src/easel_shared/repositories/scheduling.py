@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, func, or_, text, update
+from sqlalchemy import bindparam, delete, exists, func, or_, text, update
 from sqlmodel import Session, col, select
 
 from easel_shared.messages import SchedulerWake
@@ -46,6 +46,9 @@ _WAITING_OLDER = (
     or_(col(Generation.created_at) < bindparam("created_at"),
         (col(Generation.created_at) == bindparam("created_at")) & (col(Generation.id) < bindparam("gen_id"))),
 )
+# `_LIMIT_AND_IN_FLIGHT` and whether older work of the account waits: what an admit reads.
+_ADMISSION = _LIMIT_AND_IN_FLIGHT.add_columns(exists().where(*_WAITING_OLDER))
+_ANY_WAITING = select(Generation.id).where(_waiting, _not_upstream).limit(1)
 _WAITING_MODELS_BEFORE = select(Generation.model_id).where(*_WAITING_OLDER).distinct()
 _WAITING_AHEAD = select(func.count()).select_from(Generation).where(*_WAITING_OLDER)
 _WAITING_AHEAD_SAME_MODEL = _WAITING_AHEAD.where(col(Generation.model_id) == bindparam("model_id"))
@@ -74,9 +77,9 @@ def state(session: Session) -> SchedulerState | None:
 
 
 def settle_wakes(session: Session) -> int:
-    """Every wake committed so far is answered by the pass that holds this lock. Answered wakes
-    are deleted, not kept like other outbox rows: they say nothing worth keeping, and this
-    lookup by topic then never walks a day of them."""
+    """Every wake committed so far is answered by the pass that holds this lock. A pass deletes
+    the wakes it answers: they say nothing worth keeping. (Wakes a committing process found no
+    work for are marked processed with its other delivered rows, `scheduler.SchedulerRelay`.)"""
     result = session.execute(
         delete(OutboxEvent).where(col(OutboxEvent.topic) == WAKE, col(OutboxEvent.processed_at).is_(None))
         .execution_options(synchronize_session=False)
@@ -84,16 +87,42 @@ def settle_wakes(session: Session) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def has_pending_wakes(session: Session) -> bool:
+def has_pending_wakes(session: Session, written_before: datetime) -> bool:
+    """Whether a wake written before `written_before` is still pending (later ones are their
+    committing process's to answer)."""
     return session.exec(
-        select(OutboxEvent.id).where(col(OutboxEvent.topic) == WAKE, col(OutboxEvent.processed_at).is_(None))
+        select(OutboxEvent.id).where(col(OutboxEvent.topic) == WAKE, col(OutboxEvent.processed_at).is_(None),
+                                     col(OutboxEvent.created_at) < written_before)
         .limit(1)
     ).first() is not None
+
+
+def any_waiting(session: Session) -> bool:
+    """Whether any generation waits for a slot (one row of the waiting index)."""
+    return session.execute(_ANY_WAITING).first() is not None
 
 
 class Limit(NamedTuple):
     max_running: int | None
     weight: int
+
+
+class Admission(NamedTuple):
+    """What an accept's admit reads of its account, in one statement."""
+
+    limit: Limit
+    in_flight: int
+    older_waiting: bool
+
+
+def admission(session: Session, gen: Generation) -> Admission | None:
+    """`limit_and_in_flight` of the generation's account, and whether the account has waiting
+    work older than `gen` (None: no such account)."""
+    row = session.execute(_ADMISSION, _older_params(gen)).first()
+    if row is None:
+        return None
+    max_running, weight, in_flight, older = row
+    return Admission(Limit(max_running, weight), int(in_flight), bool(older))
 
 
 def limits_of(session: Session, account_ids: Collection[str]) -> dict[str, Limit]:
