@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import String, bindparam, literal_column, text, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from easel_shared.clock import utcnow
 from easel_shared.models import Generation, Node, OutboxEvent
 from easel_shared.models.tables import UPSTREAM_WAIT_SQL
+from easel_shared.repositories import webhooks
 from easel_shared.repositories.outbox import DISPATCH_GENERATION
 from easel_shared.repositories.paging import newest_first
 
@@ -22,7 +23,8 @@ def get_account_generation(session: Session, account_id: str, generation_id: str
 
 
 _KEPT = "easel_kept_rows"
-_WITH_NODE = (sa_select(Generation, Node).outerjoin(Node, col(Node.id) == col(Generation.node_id))
+_WITH_NODE = (sa_select(Generation, Node, webhooks.enabled_endpoint_of(col(Generation.account_id)))
+              .outerjoin(Node, col(Node.id) == col(Generation.node_id))
               .where(col(Generation.id) == bindparam("generation_id"))
               .execution_options(populate_existing=True))
 
@@ -30,7 +32,8 @@ _WITH_NODE = (sa_select(Generation, Node).outerjoin(Node, col(Node.id) == col(Ge
 def get_with_node(session: Session, generation_id: str) -> Generation | None:
     """The generation read afresh, with its node (if it still exists) loaded into the session in
     the same statement: ending the generation then finds the node there (`session.get`) without
-    another round trip."""
+    another round trip. Whether its account has an enabled webhook endpoint is read along
+    (`webhooks.known_enabled`)."""
     row = session.execute(_WITH_NODE, {"generation_id": generation_id}).first()
     if row is None:
         return None
@@ -40,6 +43,7 @@ def get_with_node(session: Session, generation_id: str) -> Generation | None:
         # The session holds objects nobody changed by weak reference only: keep the node for the
         # rest of this unit of work, or it is collected and read again.
         session.info.setdefault(_KEPT, []).append(node)
+    webhooks.known_enabled(session, gen.account_id, row[2])
     return gen
 
 
@@ -54,19 +58,31 @@ def node_history(session: Session, node_id: str, limit: int, cursor: str | None)
                         limit, cursor)
 
 
+# Named with its table: SQLite's RETURNING writes the updated table's columns bare, and inside the
+# subquery a bare `account_id` would be the endpoint's own.
+_ENABLED_ENDPOINT_OF_LEASED = webhooks.enabled_endpoint_of(
+    literal_column(f"{Generation.__tablename__}.account_id", String))
+
+
 def lease(session: Session, generation_id: str, token: str) -> Generation | None:
     """`queued -> running` for the holder of `token`: the row as it now is, or None when it was not
     queued, or is still waiting for the scheduler (never dispatched: a message for it is not its
-    turn). One statement: the row comes back from the UPDATE itself (RETURNING)."""
+    turn). One statement: the row comes back from the UPDATE itself (RETURNING), with whether its
+    account has an enabled webhook endpoint (`webhooks.known_enabled`)."""
     now = utcnow()
-    return session.scalars(
+    row = session.execute(
         update(Generation)
         .where(col(Generation.id) == generation_id, col(Generation.status) == "queued",
                col(Generation.dispatched_at).is_not(None))
         .values(status="running", lease_token=token, attempts=col(Generation.attempts) + 1,
                 heartbeat_at=now, started_at=now)
-        .returning(Generation)
+        .returning(Generation, _ENABLED_ENDPOINT_OF_LEASED)
     ).one_or_none()
+    if row is None:
+        return None
+    gen: Generation = row[0]
+    webhooks.known_enabled(session, gen.account_id, row[1])
+    return gen
 
 
 def heartbeat(session: Session, generation_id: str, token: str) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy import ColumnElement, Exists, bindparam, exists, func, or_, update
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from easel_shared.db import is_sqlite
@@ -40,7 +41,29 @@ def lock_endpoint(session: Session, endpoint_id: str) -> WebhookEndpoint | None:
 
 
 def has_enabled_endpoint(session: Session, account_id: str) -> bool:
+    """Whether the account has an enabled endpoint: read now, unless a statement of this
+    transaction read it along already (`enabled_endpoint_of`, `known_enabled`)."""
+    known: dict[str, bool] | None = session.info.get(_KNOWN_ENABLED)
+    if known is not None and account_id in known:
+        return known[account_id]
     return session.execute(_ENABLED_ENDPOINT, {"account_id": account_id}).first() is not None
+
+
+def enabled_endpoint_of(account_id: ColumnElement[str] | Mapped[str]) -> Exists:
+    """`has_enabled_endpoint` as a column of another statement, `account_id` a column of its row:
+    the statement a generation's start and end make anyway reads it along, and `known_enabled`
+    keeps what it read for the transaction."""
+    return (exists().where(col(WebhookEndpoint.account_id) == account_id, col(WebhookEndpoint.enabled).is_(True))
+            .correlate_except(WebhookEndpoint))
+
+
+def known_enabled(session: Session, account_id: str, enabled: bool) -> None:
+    """What `enabled_endpoint_of` read in this transaction: `has_enabled_endpoint` answers from it.
+    (No transaction that reads it so changes an endpoint.)"""
+    session.info.setdefault(_KNOWN_ENABLED, {})[account_id] = bool(enabled)
+
+
+_KNOWN_ENABLED = "easel_webhooks_enabled"
 
 
 # Read by every generation's start and end: built once (see `easel_shared.repositories`).
