@@ -220,6 +220,35 @@ def test_work_left_waiting_for_a_model_starts_when_its_slot_frees_during_the_acc
     assert wait_final(waiter.client, gen.id)["status"] == "succeeded"
 
 
+def test_work_an_account_started_at_once_counts_in_its_fair_share(stack: Stack, gate: ModelGate) -> None:
+    """Start-time fair queuing charges every generation sent, the ones an accept sends at once
+    included. A has had three run, B one after them; when a freed slot must choose between
+    them, B goes first although A asked first (without the accept's charge they would tie, and
+    A, served longer ago, would win the tie)."""
+    a, b, c = (stack.new_account(credits=1000) for _ in range(3))
+    ran = [accepted(a.client, n)["id"] for n in nodes(a.client, 3)]
+    gate.wait_arrived(3)
+    ran.append(accepted(b.client, nodes(b.client, 1)[0])["id"])  # sent at once: slots are free
+    gate.wait_arrived(4)
+    gate.let_through(4)
+    assert [wait_final(acct.client, g)["status"] for acct, g in zip((a, a, a, b), ran, strict=True)] == [
+        "succeeded"] * 4
+    holding = accepted(c.client, nodes(c.client, 1)[0], ONE_AT_A_TIME)
+    gate.wait_arrived(5)  # the model's one slot is taken
+    a_waits = accepted(a.client, nodes(a.client, 1)[0], ONE_AT_A_TIME)
+    b_waits = accepted(b.client, nodes(b.client, 1)[0], ONE_AT_A_TIME)
+    assert [a_waits["blocked_by"], b_waits["blocked_by"]] == ["model_limit"] * 2
+    gate.let_through(1)
+    assert wait_final(c.client, holding["id"])["status"] == "succeeded"
+    gate.wait_arrived(6)
+    assert get_gen(b.client, b_waits["id"])["status"] == "running"
+    assert (get_gen(a.client, a_waits["id"])["blocked_by"], counts(stack, model_id=ONE_AT_A_TIME)) == (
+        "model_limit", (1, 1))
+    gate.open()
+    assert [wait_final(acct.client, g["id"])["status"] for acct, g in ((a, a_waits), (b, b_waits))] == [
+        "succeeded"] * 2
+
+
 def test_three_accounts_waiting_for_one_slot_take_turns(stack: Stack, gate: ModelGate) -> None:
     names = {}
     order: list[str] = []
