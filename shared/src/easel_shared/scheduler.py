@@ -120,10 +120,8 @@ def wake(session: Session, account_id: str, reason: str, *, model_id: str | None
 
 
 def admit(session: Session, gen: Generation, limits: Limits) -> None:
-    """Decide, in the accept transaction, whether `gen` (`queued`, its row not written yet: the
-    decision goes into its INSERT) is dispatched now or waits. Takes the scheduler lock until the
-    transaction ends. Nothing here reads the row itself: it holds no slot yet, and only work
-    older than it counts as ahead of it."""
+    """Decide, in the accept transaction (the generation row flushed, `queued`), whether `gen` is
+    dispatched now or waits. Takes the scheduler lock until the transaction ends."""
     if gen.blocked_by == UPSTREAM:
         return  # not the scheduler's until its upstream is done
     system_vtime, serial = repo.lock_drawing_serial(session)
@@ -147,6 +145,7 @@ def admit(session: Session, gen: Generation, limits: Limits) -> None:
             wake(session, gen.account_id, "behind")
     if blocked is not None:
         gen.blocked_by = blocked
+        session.add(gen)
         return
     schedule = repo.schedules(session, [gen.account_id])[gen.account_id]
     # Dispatched at once, it still costs the account its share: an account cannot get ahead of
@@ -156,6 +155,7 @@ def admit(session: Session, gen: Generation, limits: Limits) -> None:
     session.add(schedule)
     gen.dispatched_at = gen.enqueued_at = utcnow()
     gen.blocked_by = None
+    session.add(gen)
     tasks.dispatch(session, gen.id, gen.account_id, gen.request_id, stamp=False)
 
 

@@ -235,12 +235,6 @@ def accept_locked(ctx: AppContext, session: Session, account: Account, node: Nod
             f"This generation costs {credits} credits; {balance.credits if balance else 0} are available.",
             credits=credits,
         )
-    # Handed to the broker now if its account and model have a free slot; else it waits its
-    # turn (`blocked_by`) and the scheduler's fill pass sends it when a slot frees. One waiting
-    # for its upstream is left alone until then. Decided before the row is written: its INSERT
-    # carries the decision.
-    limits = _limits(ctx)
-    scheduler.admit(session, gen, limits)
     session.add(gen)
     node.status = "generating"
     node.active_generation_id = gen.id
@@ -250,6 +244,11 @@ def accept_locked(ctx: AppContext, session: Session, account: Account, node: Nod
     repo.touch(node)
     session.add(node)
     session.flush()
+    # Handed to the broker now if its account and model have a free slot; else it waits its
+    # turn (`blocked_by`) and the scheduler's fill pass sends it when a slot frees. One waiting
+    # for its upstream is left alone until then.
+    limits = _limits(ctx)
+    scheduler.admit(session, gen, limits)
     view = generation_view(gen, scheduler.queue_info(session, gen, limits))
     events.stage(session, node.board_id, "generation.queued", view)
     node_updates.stage(session, node.board_id, ctx.base_url, node_updates.Change.state_of(node.id), around=near)
