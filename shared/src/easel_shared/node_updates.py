@@ -25,7 +25,7 @@ from sqlmodel import Session
 from easel_shared import events
 from easel_shared.models import Node
 from easel_shared.repositories import graph as graph_repo
-from easel_shared.repositories import held
+from easel_shared.repositories import held_or_read
 from easel_shared.views import node_views
 
 
@@ -85,8 +85,7 @@ def stage(session: Session, board_id: str, base_url: str, change: Change,
     elif around is None:
         around = graph_repo.around(session, one)
     ids = affected(session, change, around)
-    nodes = held(session, Node, ids)
-    nodes.update(graph_repo.nodes_by_id(session, [i for i in ids if i not in nodes]))
+    nodes = held_or_read(session, Node, ids, graph_repo.nodes_by_id)
     views = node_views(session, ids, base_url, nodes=list(nodes.values()), around=around)
     for view in views.values():
         events.stage(session, board_id, "node.updated", view)

@@ -26,7 +26,7 @@ from easel_shared.gc_pause import gc_paused
 from easel_shared.models import Board, Edge, Generation, Image
 from easel_shared.repositories import boards as repo
 from easel_shared.repositories import graph as graph_repo
-from easel_shared.repositories import held
+from easel_shared.repositories import held_or_read
 
 # One upstream edge as its target shows it: (edge id, source id, source kind, source status,
 # source text, source image id). Lists of these are always in connection order (edge seq, then
@@ -210,8 +210,7 @@ def node_views(session: Session, node_ids: Iterable[str], base_url: str,
         upstream.setdefault(r.target_node_id, []).append(
             (r.id, r.source_node_id, r.kind, r.status, r.text, r.image_id))
     shown = [n.image_id for n in present if n.kind == "image" and n.image_id]
-    images = held(session, Image, shown)
-    images.update(repo.images_by_id(session, [i for i in shown if i not in images]))
+    images = held_or_read(session, Image, shown, repo.images_by_id)
     return {
         n.id: node_view(n, upstream.get(n.id, ()), n.id in busy, images.get(n.image_id) if n.image_id else None,
                         base_url)

@@ -5,12 +5,13 @@ at import, with their values as parameters: building a SQLAlchemy statement cost
 it on an indexed lookup (about 80 of 130 us a call, measured on `graph.targets_of` with SQLite).
 Such a statement takes a list of ids as `IDS`."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from sqlalchemy import String, bindparam
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
+from sqlmodel import Session as SqlModelSession
 
 IDS = bindparam("ids", type_=String(), expanding=True)
 
@@ -28,4 +29,15 @@ def held(session: Session, model: type[T], ids: Iterable[str]) -> dict[str, T]:
         obj = session.identity_map.get(identity_key(model, i))
         if obj is not None and obj not in session.deleted:
             out[i] = obj
+    return out
+
+
+def held_or_read(session: SqlModelSession, model: type[T], ids: Iterable[str],
+                 read: Callable[[SqlModelSession, list[str]], Mapping[str, T]]) -> dict[str, T]:
+    """`held`, and `read` (a query by ids) for the rest."""
+    wanted = list(ids)
+    out = held(session, model, wanted)
+    missing = [i for i in wanted if i not in out]
+    if missing:
+        out.update(read(session, missing))
     return out

@@ -23,7 +23,12 @@ def get_account_generation(session: Session, account_id: str, generation_id: str
 
 
 _KEPT = "easel_kept_rows"
-_WITH_NODE = (sa_select(Generation, Node, webhooks.enabled_endpoint_of(col(Generation.account_id)))
+# Whether the generation's account has an enabled webhook endpoint, as a column of a statement on
+# `generations` (the lease's UPDATE, the read with the node). Named with its table: SQLite's
+# RETURNING writes the updated table's columns bare, and inside the subquery a bare `account_id`
+# would be the endpoint's own.
+_ACCOUNT_HAS_ENDPOINT = webhooks.enabled_endpoint_of(literal_column(f"{Generation.__tablename__}.account_id", String))
+_WITH_NODE = (sa_select(Generation, Node, _ACCOUNT_HAS_ENDPOINT)
               .outerjoin(Node, col(Node.id) == col(Generation.node_id))
               .where(col(Generation.id) == bindparam("generation_id"))
               .execution_options(populate_existing=True))
@@ -58,12 +63,6 @@ def node_history(session: Session, node_id: str, limit: int, cursor: str | None)
                         limit, cursor)
 
 
-# Named with its table: SQLite's RETURNING writes the updated table's columns bare, and inside the
-# subquery a bare `account_id` would be the endpoint's own.
-_ENABLED_ENDPOINT_OF_LEASED = webhooks.enabled_endpoint_of(
-    literal_column(f"{Generation.__tablename__}.account_id", String))
-
-
 def lease(session: Session, generation_id: str, token: str) -> Generation | None:
     """`queued -> running` for the holder of `token`: the row as it now is, or None when it was not
     queued, or is still waiting for the scheduler (never dispatched: a message for it is not its
@@ -76,7 +75,7 @@ def lease(session: Session, generation_id: str, token: str) -> Generation | None
                col(Generation.dispatched_at).is_not(None))
         .values(status="running", lease_token=token, attempts=col(Generation.attempts) + 1,
                 heartbeat_at=now, started_at=now)
-        .returning(Generation, _ENABLED_ENDPOINT_OF_LEASED)
+        .returning(Generation, _ACCOUNT_HAS_ENDPOINT)
     ).one_or_none()
     if row is None:
         return None
