@@ -374,6 +374,9 @@ def test_a_dispatch_whose_relay_died_is_sent_once(stack: Stack, account: Account
         with unrelayed(monkeypatch):
             gen = accepted(c, n["id"])
         wait_for(lambda: queued_ids(stack)[gen["id"]] == 1, what="the background relay to send the generation")
+        # The pass marks the row in the transaction it sends from, committed just after the send.
+        wait_for(lambda: dispatch_rows(stack, gen["id"])[0].processed_at is not None,
+                 what="the background relay to settle the row")
         [row] = dispatch_rows(stack, gen["id"])
         assert row.processed_at is not None
         client = redis_client(stack)
@@ -529,7 +532,9 @@ def test_a_generation_accepted_while_redis_is_down_runs_once_it_is_back(stack: S
         redis_back(stack)
     # No sweep: the outbox relay sends it as soon as Redis answers.
     ran_once(c, gen["id"])
-    assert [r.processed_at is not None for r in dispatch_rows(stack, gen["id"])] == [True]
+    # Marked in the transaction the relay sends from, which commits just after the send.
+    wait_for(lambda: [r.processed_at is not None for r in dispatch_rows(stack, gen["id"])] == [True],
+             what="the dispatch row to be settled")
 
 
 @pytest.mark.slow
