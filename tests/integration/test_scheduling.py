@@ -350,6 +350,20 @@ def test_raising_an_accounts_limit_starts_its_waiting_work_at_once(stack: Stack,
         ("queued", None)] * 3
 
 
+def test_a_fill_pass_that_reaches_its_batch_leaves_the_rest_to_the_next(stack: Stack, paused_worker: None) -> None:
+    """A fill pass sends at most `SCHEDULER_FILL_BATCH` generations (4 on the test stack) and the
+    next pass goes on: nine become startable at once and all nine are sent, without a sweep (the
+    test stack sweeps only when a test asks)."""
+    assert stack.settings.scheduler_fill_batch == 4
+    acct = limited_account(stack, max_running=1)
+    gens = [accepted(acct.client, n) for n in nodes(acct.client, 10)]
+    assert [g["blocked_by"] for g in gens] == [None] + ["account_limit"] * 9
+    assert set_limits(stack, acct.id, max_running=10).status_code == 200
+    wait_for(lambda: counts(stack, account_id=acct.id) == (0, 10), timeout=15, what="all ten to be sent")
+    assert {(g["status"], g["blocked_by"]) for g in (get_gen(acct.client, g["id"]) for g in gens)} == {
+        ("queued", None)}
+
+
 @pytest.mark.slow
 def test_a_slot_comes_back_after_its_worker_is_killed(stack: Stack, tmp_path: Path) -> None:
     acct = limited_account(stack, max_running=1)

@@ -17,8 +17,10 @@ that could start, is dispatched at once, as before; otherwise it stays `queued` 
 **Fill** (`fill`, its own transaction): takes the waiting work fairly (`easel_shared.domain.
 scheduling`: start-time fair queuing across accounts, weighted; oldest first within an account,
 skipping work whose model is full so another model is not held up behind it) until the slots are
-taken, at most `FILL_BATCH` per pass. It runs after every commit that may free a slot (an outbox
-`scheduler.wake`: a generation ended, an account's limit was raised) when work is waiting, and
+taken, at most `SCHEDULER_FILL_BATCH` (500) per pass; a pass that reaches it leaves the rest to the
+background relay, whose passes then follow one another at once. It runs after every commit that
+may free a slot (an outbox `scheduler.wake`: a generation ended, an account's limit was raised)
+when work is waiting, and
 after an accept that left work waiting for a full model when that model has room by then
 (`SchedulerRelay` says why nothing is missed), in whichever process committed, or in any
 process's background relay if that one died; and on every sweep (healing).
@@ -63,7 +65,8 @@ log = logging.getLogger(__name__)
 ACCOUNT_LIMIT = "account_limit"
 MODEL_LIMIT = "model_limit"
 UPSTREAM = repo.UPSTREAM
-#: Generations one fill pass may dispatch; a pass that reaches it leaves a wake for the next one.
+#: Generations one fill pass may dispatch unless told otherwise (`Settings.scheduler_fill_batch`); a
+#: pass that reaches its batch leaves a wake for the next one.
 FILL_BATCH = 500
 
 _filling = threading.local()
@@ -254,6 +257,7 @@ class SchedulerRelay:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.batch = settings.scheduler_fill_batch
         self._limits: Limits | None = None
         self._more = False
 
@@ -269,7 +273,7 @@ class SchedulerRelay:
         if not self._could_start(engine, rows):
             delivered(engine, [r.id for r in rows])
             return
-        if fill(engine, self.limits) >= FILL_BATCH:
+        if fill(engine, self.limits, self.batch) >= self.batch:
             self._more = True  # the background relay's next pass goes on
 
     def _could_start(self, engine: Engine, rows: Sequence[Written]) -> bool:
@@ -284,7 +288,7 @@ class SchedulerRelay:
             with session_scope(engine) as session:
                 if not repo.has_pending_wakes(session, utcnow() - AFTER_COMMIT_GRACE):
                     return False
-        self._more = fill(engine, self.limits) >= FILL_BATCH
+        self._more = fill(engine, self.limits, self.batch) >= self.batch
         return self._more
 
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Generations of one account in flight at once (handed to the broker or running); an admin
     # sets another limit per account. See easel_shared.scheduler.
     account_max_running: int = Field(default=DEFAULT_ACCOUNT_MAX_RUNNING, ge=1)
+    # Waiting generations one fill pass sends, in one transaction under the scheduler lock; a pass
+    # that reaches it leaves the rest to the next pass, at once. See easel_shared.scheduler.
+    scheduler_fill_batch: int = Field(default=500, ge=1, le=10_000)
     worker_heartbeat_file: str = "/tmp/easel-worker-heartbeat"
     worker_metrics_port: int = Field(default=9100, ge=0, le=65535)  # 0: no metrics endpoint
 

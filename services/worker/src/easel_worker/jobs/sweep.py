@@ -71,7 +71,7 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
             events.stage(session, gen.board_id, "generation.queued", generation_view(gen))
             tasks.dispatch(session, gen.id, gen.account_id, gen.request_id)
             counts["recovered"] += 1
-    counts["scheduled"] = scheduler.fill(rt.engine, scheduler.limits_for(s))
+    counts["scheduled"] = scheduler.fill(rt.engine, scheduler.limits_for(s), s.scheduler_fill_batch)
     _update_gauges(rt)
     if any(counts.values()):
         log.info("sweep: %s", counts)
