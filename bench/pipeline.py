@@ -5,8 +5,9 @@ database: SQLite unless --database-url), drives N generations one after another 
 a zero-latency built-in model (the client learns that each one ended from the board's live
 events, as a canvas does; `--notice poll` asks `GET /v1/generations/{id}` instead), and
 compares the per-generation overhead (end-to-end minus the model's own time) with a bare Celery
-round trip on the same broker, measured in bursts spread over the same run. Then a saturation run:
---clients threads generating at once for a fixed number of generations, generations per second
+round trip on the same broker, measured in bursts spread over the same run (and beside it one
+plain read of the api, `GET /v1/nodes/{id}`, after each burst). Then a saturation run: --clients
+threads generating at once for a fixed number of generations, generations per second
 beside bare Celery no-op tasks per second (same clients, same broker, a worker of the same size).
 
     uv run python bench/pipeline.py [--n 50] [--database-url postgresql://...]
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,15 +152,23 @@ class BareTrips:
         self.sizes = [total // self.bursts + (k < total % self.bursts) for k in range(self.bursts)]
         self.at = [k * n // self.bursts for k in range(self.bursts)]
         self.ms: list[float] = []
-        self.seconds = 0.0  # spent on the trips
+        self.read_ms: list[float] = []
+        self.seconds = 0.0  # spent on the trips and reads
 
-    def before(self, i: int) -> None:
+    def before(self, i: int, read: Callable[[], httpx.Response]) -> None:
+        """The burst due before generation `i`, then as many `read`s, timed the same way: a
+        whole request to the api with its auth and one database read, the floor under the
+        accept's request."""
         started = time.perf_counter()
         for size in (s for s, at in zip(self.sizes, self.at, strict=True) if at == i):
             for _ in range(size):
                 t0 = time.perf_counter()
                 assert self.ping.apply_async(queue=BARE_QUEUE).get(timeout=30) == "pong"
                 self.ms.append((time.perf_counter() - t0) * 1000)
+            for _ in range(size):
+                t0 = time.perf_counter()
+                read().raise_for_status()
+                self.read_ms.append((time.perf_counter() - t0) * 1000)
         self.seconds += time.perf_counter() - started
 
 
@@ -314,8 +323,11 @@ def run_generations(api_url: str, n: int, warmup: int, poll: float | None, model
     for node in nodes[:warmup]:
         generate(c, node, body, poll or 0, watches)
     started = time.perf_counter()
+    def read() -> httpx.Response:
+        return c.get(f"/v1/nodes/{nodes[0][1]}")
+
     for i, node in enumerate(nodes[warmup:]):
-        bare.before(i)
+        bare.before(i, read)
         t0 = time.perf_counter()
         gen, accept_ms = generate(c, node, body, poll or 0, watches)
         elapsed = (time.perf_counter() - t0) * 1000
@@ -420,6 +432,9 @@ def main() -> None:
           f"{trips.bursts} bursts spread over the run)")
     print(f"ratio           overhead p50 / bare p50 = {statistics.median(overhead) / bare_p50:.1f}x"
           f"   (without storage: {statistics.median(orchestration) / bare_p50:.1f}x)")
+    read_p50 = statistics.median(trips.read_ms)
+    print(f"one api read    p50 {read_p50:7.2f} ms   p95 {percentile(trips.read_ms, 95):7.2f} ms   "
+          f"(GET /v1/nodes/{{id}} after each bare trip's burst) = {read_p50 / bare_p50:.1f}x bare p50")
     if args.saturation:
         print(f"\nsaturation: {args.clients} clients at once, {args.saturation} generations (+{2 * args.clients} "
               f"warm-up), {notice(args, args.saturation_poll_ms)}, worker {args.worker_concurrency} threads")
