@@ -322,10 +322,10 @@ def run_generations(api_url: str, n: int, warmup: int, poll: float | None, model
     samples: list[Sample] = []
     for node in nodes[:warmup]:
         generate(c, node, body, poll or 0, watches)
-    started = time.perf_counter()
     def read() -> httpx.Response:
         return c.get(f"/v1/nodes/{nodes[0][1]}")
 
+    started = time.perf_counter()
     for i, node in enumerate(nodes[warmup:]):
         bare.before(i, read)
         t0 = time.perf_counter()

@@ -126,3 +126,14 @@ def test_an_account_runs_four_at_once_by_default(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("ACCOUNT_MAX_RUNNING", "0")
     with pytest.raises(ValueError, match="account_max_running"):
         Settings()
+
+
+def test_a_fill_pass_sends_500_by_default_and_its_batch_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCHEDULER_FILL_BATCH", raising=False)
+    assert Settings().scheduler_fill_batch == 500
+    monkeypatch.setenv("SCHEDULER_FILL_BATCH", "10000")
+    assert Settings().scheduler_fill_batch == 10_000
+    for bad in ("0", "10001", "many"):
+        monkeypatch.setenv("SCHEDULER_FILL_BATCH", bad)
+        with pytest.raises(ValueError, match="scheduler_fill_batch"):
+            Settings()

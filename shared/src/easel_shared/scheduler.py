@@ -17,10 +17,10 @@ that could start, is dispatched at once, as before; otherwise it stays `queued` 
 **Fill** (`fill`, its own transaction): takes the waiting work fairly (`easel_shared.domain.
 scheduling`: start-time fair queuing across accounts, weighted; oldest first within an account,
 skipping work whose model is full so another model is not held up behind it) until the slots are
-taken, at most `SCHEDULER_FILL_BATCH` (500) per pass; a pass that reaches it leaves the rest to the
-background relay, whose passes then follow one another at once. It runs after every commit that
-may free a slot (an outbox `scheduler.wake`: a generation ended, an account's limit was raised)
-when work is waiting, and
+taken, at most `SCHEDULER_FILL_BATCH` (500 by default) per pass; a pass that reaches it leaves
+the rest to the background relay, whose passes then follow one another at once. It runs after
+every commit that may free a slot (an outbox `scheduler.wake`: a generation ended, an account's
+limit was raised) when work is waiting, and
 after an accept that left work waiting for a full model when that model has room by then
 (`SchedulerRelay` says why nothing is missed), in whichever process committed, or in any
 process's background relay if that one died; and on every sweep (healing).
@@ -65,9 +65,6 @@ log = logging.getLogger(__name__)
 ACCOUNT_LIMIT = "account_limit"
 MODEL_LIMIT = "model_limit"
 UPSTREAM = repo.UPSTREAM
-#: Generations one fill pass may dispatch unless told otherwise (`Settings.scheduler_fill_batch`); a
-#: pass that reaches its batch leaves a wake for the next one.
-FILL_BATCH = 500
 
 _filling = threading.local()
 
@@ -170,8 +167,9 @@ def _model_full(session: Session, limits: Limits, model_id: str) -> bool:
 # -- fill ---------------------------------------------------------------------------------------- #
 
 
-def fill(engine: Engine, limits: Limits, batch: int = FILL_BATCH) -> int:
-    """One fill pass in its own transaction; returns how many generations it dispatched."""
+def fill(engine: Engine, limits: Limits, batch: int) -> int:
+    """One fill pass in its own transaction, dispatching at most `batch` generations
+    (`Settings.scheduler_fill_batch`); returns how many it dispatched."""
     _filling.active = True
     try:
         with session_scope(engine) as session:
@@ -180,7 +178,7 @@ def fill(engine: Engine, limits: Limits, batch: int = FILL_BATCH) -> int:
         _filling.active = False
 
 
-def fill_in(session: Session, limits: Limits, batch: int = FILL_BATCH) -> int:
+def fill_in(session: Session, limits: Limits, batch: int) -> int:
     state = repo.lock(session)  # first: see the module's lock order
     repo.settle_wakes(session)
     oldest = repo.waiting_accounts(session)
