@@ -24,8 +24,10 @@ import pytest
 from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
+from easel_shared import relay as relay_mod
 from easel_shared.clock import as_utc, utcnow
 from easel_shared.models import Generation
+from easel_shared.scheduler import SchedulerRelay
 from tests.fixtures.gates import ModelGate
 from tests.fixtures.generation import (
     PARAMS_1K,
@@ -364,12 +366,46 @@ def test_a_fill_pass_that_reaches_its_batch_leaves_the_rest_to_the_next(stack: S
         ("queued", None)}
 
 
+def test_a_relay_whose_pass_reaches_its_batch_runs_the_next_on_its_next_turn(stack: Stack,
+                                                                             paused_worker: None) -> None:
+    """The process whose after-commit pass reached the batch runs the next pass on its background
+    relay's next turn, not after the grace that relay leaves a fresh wake to the process that
+    wrote it (`AFTER_COMMIT_GRACE`, 2 s): a backlog released at once is sent a batch a turn, not a
+    batch every 2 s. In a service the after-commit relay and the background one share their
+    `SchedulerRelay`; here the test is that process: it installs a relay for the limit's commit,
+    then takes the background relay's turns itself, one call each."""
+    from easel_worker import runtime
+
+    assert stack.settings.scheduler_fill_batch == 4
+    acct = limited_account(stack, max_running=1)
+    gens = [accepted(acct.client, n) for n in nodes(acct.client, 10)]
+    assert [g["blocked_by"] for g in gens] == [None] + ["account_limit"] * 9
+    ours = SchedulerRelay(stack.settings)
+    others = [r for topic, r in runtime.get().relay.relays.items() if topic != ours.topic]
+    installed = relay_mod.install(relay_mod.Relay([*others, ours]))
+    try:
+        assert set_limits(stack, acct.id, max_running=10).status_code == 200
+    finally:
+        relay_mod.uninstall(installed)
+    # The commit's own pass sent one batch (its "more" wake is fresh: no other relay takes it yet).
+    assert counts(stack, account_id=acct.id)[1] >= 5
+    turns = 0
+    while ours.relay_pending(stack.engine):
+        turns += 1
+        assert turns < 5, "the passes should have run out of waiting work"
+    assert counts(stack, account_id=acct.id) == (0, 10)
+
+
 @pytest.mark.slow
 def test_a_slot_comes_back_after_its_worker_is_killed(stack: Stack, tmp_path: Path) -> None:
     acct = limited_account(stack, max_running=1)
     c = acct.client
     first, second, third = nodes(c, 3)
     assert stack.worker is not None
+    # The separate process below runs a generation in 20 s: a message an earlier test left in the
+    # queue (the fill-batch tests leave ten each) would go to it first and hold this test's back.
+    wait_for(lambda: queue_length(stack) == 0, timeout=60, what="earlier tests' messages to be taken")
+    worker_idle()
     with stack.worker.paused():
         # Only the separate worker process consumes now, so it takes the generation.
         proc = subprocess.Popen([sys.executable, "-m", "easel_worker"], env=worker_env(stack, tmp_path),
