@@ -38,7 +38,16 @@ from sqlmodel import Session, col, select
 
 from easel_shared.ids import new_id
 from easel_shared.models import Generation, Image, LedgerEntry, Node
-from tests.fixtures.generation import FINAL, SKETCH, generate, image_node, queue_length, worker_env, worker_idle
+from tests.fixtures.generation import (
+    FINAL,
+    SKETCH,
+    generate,
+    image_node,
+    queue_drained,
+    queue_length,
+    worker_env,
+    worker_idle,
+)
 from tests.fixtures.infra import missing
 from tests.fixtures.processes import running, service_env
 from tests.fixtures.s3 import free_port
@@ -190,6 +199,7 @@ def test_300_queued_generations_survive_a_redis_restart(stack: Stack, paused_wor
 def test_a_worker_killed_with_20_generations_running_finishes_each_once(stack: Stack, tmp_path: Path) -> None:
     acct = stack.new_account(credits=1000)
     assert stack.worker is not None
+    queue_drained(stack)
     with stack.worker.paused():
         # Only the separate worker process consumes now; it runs all 20 at once.
         env = worker_env(stack, tmp_path, latency_ms=120_000, concurrency=20)

@@ -29,6 +29,7 @@ from tests.fixtures.generation import (
     image_node,
     ledger_kinds,
     node,
+    queue_drained,
     queue_length,
     wait_final,
     wait_status,
@@ -103,6 +104,7 @@ def test_a_worker_killed_mid_generation_is_replaced_and_charges_once(stack: Stac
     c = account.client
     n = image_node(c, board["id"], prompt="a phoenix")
     assert stack.worker is not None
+    queue_drained(stack)
     with stack.worker.paused():
         # Only the separate worker process consumes now, so it takes the generation.
         proc = subprocess.Popen([sys.executable, "-m", "easel_worker"], env=worker_env(stack, tmp_path),

@@ -35,6 +35,7 @@ from tests.fixtures.generation import (
     accepted,
     get_gen,
     image_node,
+    queue_drained,
     queue_length,
     wait_final,
     wait_status,
@@ -402,10 +403,7 @@ def test_a_slot_comes_back_after_its_worker_is_killed(stack: Stack, tmp_path: Pa
     c = acct.client
     first, second, third = nodes(c, 3)
     assert stack.worker is not None
-    # The separate process below runs a generation in 20 s: a message an earlier test left in the
-    # queue (the fill-batch tests leave ten each) would go to it first and hold this test's back.
-    wait_for(lambda: queue_length(stack) == 0, timeout=60, what="earlier tests' messages to be taken")
-    worker_idle()
+    queue_drained(stack)  # the fill-batch tests before this one leave ten messages each
     with stack.worker.paused():
         # Only the separate worker process consumes now, so it takes the generation.
         proc = subprocess.Popen([sys.executable, "-m", "easel_worker"], env=worker_env(stack, tmp_path),

@@ -13,7 +13,16 @@ import pytest
 from sqlmodel import Session
 
 from easel_shared.models import Generation
-from tests.fixtures.generation import get_gen, ledger_kinds, node, stored_image, wait_final, wait_status, worker_env
+from tests.fixtures.generation import (
+    get_gen,
+    ledger_kinds,
+    node,
+    queue_drained,
+    stored_image,
+    wait_final,
+    wait_status,
+    worker_env,
+)
 from tests.fixtures.stack import Account, Stack, one_database, wait_for
 from tests.fixtures.vendor_catalog import Vendors
 from tests.integration.test_vendors import SIZE, start, submits_for
@@ -39,6 +48,7 @@ def test_a_worker_killed_while_polling_resumes_the_vendor_job_and_charges_once(
         stack: Stack, account: Account, board: dict[str, Any], vendors: Vendors, vendor: str, tmp_path: Path) -> None:
     c = account.client
     assert stack.worker is not None
+    queue_drained(stack)
     with stack.worker.paused():
         # Only the separate worker process consumes now, so it takes the generation.
         log = vendors.watch.watch_file(tmp_path / "worker.log").open("wb")

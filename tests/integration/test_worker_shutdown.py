@@ -17,6 +17,7 @@ from tests.fixtures.generation import (
     image_node,
     ledger_kinds,
     node,
+    queue_drained,
     wait_final,
     wait_status,
     worker_env,
@@ -31,6 +32,7 @@ def test_sigterm_mid_generation_finishes_it_once(stack: Stack, account: Account,
     c = account.client
     n = image_node(c, board["id"], prompt="a lighthouse in a storm")
     assert stack.worker is not None
+    queue_drained(stack)
     with stack.worker.paused():
         # Only the separate worker process consumes now.
         proc = subprocess.Popen([sys.executable, "-m", "easel_worker"],
