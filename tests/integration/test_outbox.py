@@ -198,21 +198,12 @@ def settled_and_left_waiting(stack: Stack, generation_id: str, what: str) -> Non
     assert queued_ids(stack)[generation_id] == 1
 
 
-def dispatch_rows(stack: Stack, generation_id: str) -> list[OutboxEvent]:
+def dispatch_rows(stack: Stack, *generation_ids: str) -> list[OutboxEvent]:
     with Session(stack.engine) as session:
         return list(session.exec(
-            select(OutboxEvent).where(OutboxEvent.topic == DISPATCH_GENERATION, OutboxEvent.subject_id == generation_id)
+            select(OutboxEvent).where(OutboxEvent.topic == DISPATCH_GENERATION,
+                                      col(OutboxEvent.subject_id).in_(generation_ids))
         ))
-
-
-def pending_dispatches(stack: Stack, generation_ids: list[str]) -> int:
-    """How many of these generations' dispatch rows are not marked processed yet."""
-    with Session(stack.engine) as session:
-        return len(session.exec(
-            select(OutboxEvent.id).where(OutboxEvent.topic == DISPATCH_GENERATION,
-                                         col(OutboxEvent.subject_id).in_(generation_ids),
-                                         col(OutboxEvent.processed_at).is_(None))
-        ).all())
 
 
 # -- the stream's own guarantee ---------------------------------------------------------------- #
@@ -579,8 +570,8 @@ def test_a_lost_message_is_resent_exactly_under_a_backlog(stack: Stack, account:
             # by this process's background relay (the in-process api's) in its own transaction.
             # A sweep before that finds nothing lost, whatever was (the clean-clone CI once
             # swept in between, on SQLite; a background relay that settles every 5 s fails it).
-            wait_for(lambda: pending_dispatches(stack, ids) == 0, timeout=120, interval=0.2,
-                     what="every dispatch of the backlog to be settled")
+            wait_for(lambda: (rows := dispatch_rows(stack, *ids)) and all(r.processed_at is not None for r in rows),
+                     timeout=120, interval=0.2, what="every dispatch of the backlog to be settled")
             sent = queued_ids(stack)
             assert all(sent[i] == 1 for i in ids)
             assert sweep()["requeued"] == 0  # all of them are merely waiting
